@@ -1,0 +1,22 @@
+"""Integration engines. ``make_engine(name, net, dt, dtype)`` picks one by name."""
+
+from __future__ import annotations
+
+from .base import ClampedSystem, Engine, Relaxation
+
+ENGINES = ("numba", "jax")
+
+
+def make_engine(name: str, net, dt: float, dtype="float32", **options) -> Engine:
+    if name == "numba":
+        from .numba_engine import NumbaEngine
+
+        return NumbaEngine(net, dt, dtype)
+    if name == "jax":
+        from .jax_engine import JaxEngine
+
+        return JaxEngine(net, dt, dtype, **options)
+    raise ValueError(f"engine = {name!r} is not allowed; use one of {', '.join(ENGINES)}")
+
+
+__all__ = ["ClampedSystem", "Engine", "Relaxation", "make_engine", "ENGINES"]

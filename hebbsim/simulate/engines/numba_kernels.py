@@ -1,0 +1,147 @@
+r"""Compiled explicit-Euler kernel of the network dynamics (the CPU engine's hot loop).
+
+This is the same right-hand side as :func:`hebbsim.dynamics.rhs.drift`, written for speed;
+``tests/simulate/test_numba_engine.py`` pins the two together. Design choices:
+
+- The whole phase (all Euler steps) runs inside one compiled call, so small batches pay
+  no Python overhead per step.
+- Everything that is constant within a phase — the bias and the currents from the clamped
+  input, and any held external current — arrives pre-summed in ``static``; the input
+  projection (the largest matrix) is therefore never recomputed inside the loop.
+- Currents between dynamic populations are BLAS GEMMs (``np.dot`` with ``out=``, which numba
+  lowers to the same sgemm/dgemm numpy uses), on row-major ``(batch, n)`` rates and
+  weights stored transposed, ``(n_src, n_dst)``.
+- Populations are passed as homogeneous tuples of 2-D arrays, which numba indexes at run
+  time without the cost of building typed lists.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import njit
+
+# reassociation lets LLVM vectorise the reductions; no 'nnan'/'ninf', so non-finite
+# values are still detected
+_FASTMATH = {"reassoc", "contract"}
+
+# codes of hebbsim.dynamics.nonlinearities.RHO_CODES
+HARD_SIGMOID, SIGMOID, SIGMOID4, TANH = 0, 1, 2, 3
+
+
+@njit(cache=True, inline="always")
+def _rho(s, kind):
+    if kind == HARD_SIGMOID:
+        return min(max(s, 0.0), 1.0)
+    if kind == SIGMOID:
+        return 0.5 * (1.0 + math.tanh(0.5 * s))
+    if kind == SIGMOID4:
+        return 0.5 * (1.0 + math.tanh(2.0 * (s - 0.5)))
+    return math.tanh(s)
+
+
+@njit(cache=True, inline="always")
+def _rho_prime(s, kind):
+    if kind == HARD_SIGMOID:
+        return 1.0 if (s >= 0.0 and s <= 1.0) else 0.0
+    if kind == SIGMOID:
+        r = 0.5 * (1.0 + math.tanh(0.5 * s))
+        return r * (1.0 - r)
+    if kind == SIGMOID4:
+        r = 0.5 * (1.0 + math.tanh(2.0 * (s - 0.5)))
+        return 4.0 * r * (1.0 - r)
+    t = math.tanh(s)
+    return 1.0 - t * t
+
+
+@functools.lru_cache(maxsize=None)
+def euler_kernel(rho_kind: int, gated: bool, clip: bool):
+    """The Euler kernel specialised to one nonlinearity, neuron model and clipping choice.
+
+    Specialising on these (they are constants of a network) removes every branch from the
+    element loop, so LLVM vectorises it. Closure constants are part of numba's cache key,
+    so each specialisation is compiled once and cached on disk.
+    """
+
+    @njit(cache=True, fastmath=_FASTMATH)
+    def euler_relax(states, static, weights_t, proj_src, proj_dst, inv_leak, rates, currents, scratch,
+                    out_idx, target, beta, dt, n_steps, tol):
+        """Integrate ``n_steps`` Euler steps in place on ``states``.
+
+        Stops early once ``max |ds/dt| < tol`` (``tol <= 0`` never stops early). Returns
+        ``(steps_done, residual, bad_step, bad_population)``; ``bad_step >= 0`` means a
+        non-finite ds/dt appeared at that step in that population and integration stopped.
+
+        Per step: one GEMM per internal projection (the first projection into a population
+        writes its current directly, later ones go through ``scratch``), then one fused pass
+        per population that computes ds/dt, updates the state and the rate that the next
+        step's GEMMs read. The residual (a max-reduction) is only computed when it is
+        needed: every step with a tolerance, else at the last step.
+        """
+        n_pop = len(states)
+        n_proj = proj_src.shape[0]
+        first = np.full(n_pop, -1, dtype=np.int64)
+        for p in range(n_proj):
+            if first[proj_dst[p]] < 0:
+                first[proj_dst[p]] = p
+        for j in range(n_pop):
+            s = states[j]
+            r = rates[j]
+            for b in range(s.shape[0]):
+                for i in range(s.shape[1]):
+                    r[b, i] = _rho(s[b, i], rho_kind)
+            if first[j] < 0:
+                currents[j][:, :] = 0.0
+        residual = np.inf
+        for step in range(n_steps):
+            for p in range(n_proj):
+                d = proj_dst[p]
+                if first[d] == p:
+                    np.dot(rates[proj_src[p]], weights_t[p], currents[d])
+                else:
+                    np.dot(rates[proj_src[p]], weights_t[p], scratch[p])
+            for p in range(n_proj):
+                d = proj_dst[p]
+                if first[d] != p:
+                    c = currents[d]
+                    sp = scratch[p]
+                    for b in range(c.shape[0]):
+                        for i in range(c.shape[1]):
+                            c[b, i] += sp[b, i]
+            track = tol > 0.0 or step == n_steps - 1
+            residual = 0.0
+            for j in range(n_pop):
+                s = states[j]
+                r = rates[j]
+                c = currents[j]
+                st = static[j]
+                leak = inv_leak[j]
+                nudge = beta if j == out_idx else 0.0
+                tg = target if j == out_idx else st
+                poison = 0.0  # becomes nan if any ds/dt is inf or nan
+                for b in range(s.shape[0]):
+                    row_max = 0.0
+                    for i in range(s.shape[1]):
+                        sv = s[b, i]
+                        ds = c[b, i] + st[b, i]
+                        if gated:
+                            ds *= _rho_prime(sv, rho_kind)
+                        ds = ds - sv * leak - nudge * (sv - tg[b, i])
+                        poison += ds * 0.0
+                        if track:
+                            row_max = max(row_max, abs(ds))
+                        sv += dt * ds
+                        if clip:
+                            sv = min(max(sv, 0.0), 1.0)
+                        s[b, i] = sv
+                        r[b, i] = _rho(sv, rho_kind)
+                    residual = max(residual, row_max)
+                if poison != 0.0 or poison != poison:
+                    return step, np.inf, step, j
+            if tol > 0.0 and residual < tol:
+                return step + 1, residual, -1, -1
+        return n_steps, residual, -1, -1
+
+    return euler_relax
