@@ -80,6 +80,8 @@ def zero_states(net: Network, batch: int, dtype=np.float32) -> States:
     return {pop.name: np.zeros((batch, pop.size), dtype=dtype) for pop in net.dynamic_populations}
 
 
-def residual(ds: States) -> float:
-    """Convergence residual max |ds/dt| over all populations and samples."""
-    return float(max(np.max(np.abs(v)) for v in ds.values()))
+def residual(before: States, after: States, dt: float) -> float:
+    """Convergence residual of one Euler step: max |s_after − s_before| / dt over all units and
+    samples. Without clipping this is max |ds/dt|; with ``clip_states`` a unit held at a bound
+    by clipping counts as at rest."""
+    return float(max(np.max(np.abs(after[k] - before[k])) for k in before)) / dt

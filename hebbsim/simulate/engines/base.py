@@ -25,6 +25,8 @@ class Relaxation:
 class ClampedSystem(Protocol):
     """A network whose input and parameters are fixed for the phases of one batch."""
 
+    x: np.ndarray  # the clamped input, in the engine dtype
+
     def relax(
         self,
         states: States,

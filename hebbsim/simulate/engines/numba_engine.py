@@ -56,6 +56,7 @@ class NumbaClamped:
             for name, c in extra_current.items():
                 static[name] += c
         self.batch = batch
+        self.x = x
         self.static = tuple(static[n] for n in engine._pops)
         # transposed, contiguous (n_src, n_dst): one copy per batch, reused by every step
         self.weights_t = tuple(np.ascontiguousarray(params.weight(p).T, dtype=dt) for p in engine._internal)

@@ -70,7 +70,7 @@ def euler_kernel(rho_kind: int, gated: bool, clip: bool):
                     out_idx, target, beta, dt, n_steps, tol):
         """Integrate ``n_steps`` Euler steps in place on ``states``.
 
-        Stops early once ``max |ds/dt| < tol`` (``tol <= 0`` never stops early). Returns
+        Stops early once the residual ``max |Δs|/dt < tol`` (``tol <= 0`` never stops early). Returns
         ``(steps_done, residual, bad_step, bad_population)``; ``bad_step >= 0`` means a
         non-finite ds/dt appeared at that step in that population and integration stopped.
 
@@ -95,6 +95,7 @@ def euler_kernel(rho_kind: int, gated: bool, clip: bool):
             if first[j] < 0:
                 currents[j][:, :] = 0.0
         residual = np.inf
+        inv_dt = 1.0 / dt
         for step in range(n_steps):
             for p in range(n_proj):
                 d = proj_dst[p]
@@ -130,14 +131,17 @@ def euler_kernel(rho_kind: int, gated: bool, clip: bool):
                             ds *= _rho_prime(sv, rho_kind)
                         ds = ds - sv * leak - nudge * (sv - tg[b, i])
                         poison += ds * 0.0
-                        if track:
-                            row_max = max(row_max, abs(ds))
-                        sv += dt * ds
+                        new = sv + dt * ds
                         if clip:
-                            sv = min(max(sv, 0.0), 1.0)
+                            new = min(max(new, 0.0), 1.0)
+                        if track:
+                            # the velocity actually taken: a clipped unit pushed against its
+                            # bound is at rest, whatever its unclipped drift says
+                            row_max = max(row_max, abs(new - sv))
+                        sv = new
                         s[b, i] = sv
                         r[b, i] = _rho(sv, rho_kind)
-                    residual = max(residual, row_max)
+                    residual = max(residual, row_max * inv_dt)
                 if poison != 0.0 or poison != poison:
                     return step, np.inf, step, j
             if tol > 0.0 and residual < tol:

@@ -1,0 +1,269 @@
+"""Parameter files (SPEC §7): TOML in, a validated :class:`RunParams` out.
+
+Parameter files are data: they are parsed with :mod:`tomllib` and validated with pydantic,
+never evaluated. Every error names the key, the value given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..dynamics.network import INIT_DISTRIBUTIONS, build_network, Network, Projection
+from ..errors import HebbsimError
+
+InitName = Literal[INIT_DISTRIBUTIONS]  # type: ignore[valid-type]
+PositiveFloat = Field(gt=0)
+
+
+class ParameterError(HebbsimError, ValueError):
+    """A parameter file or override is invalid; the message lists every problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+
+class LoopConfig(_Section):
+    """The o → h1 projection of the ``loop`` topology."""
+
+    kind: Literal["learned", "fixed"] = "learned"
+    init: InitName = "glorot_uniform"
+    scale: float = Field(1.0, gt=0)
+
+
+class FeedbackConfig(_Section):
+    """Fixed random feedback of ``random_feedback`` / ``direct_feedback`` (and a fixed loop)."""
+
+    init: InitName = "uniform"
+    scale: float = Field(1.0, gt=0)
+
+
+class ProjectionConfig(_Section):
+    src: str
+    dst: str
+    kind: Literal["learned", "fixed", "tied"] = "learned"
+    tied_to: str | None = None
+    init: InitName = "glorot_uniform"
+    scale: float = Field(1.0, gt=0)
+
+
+class NetworkConfig(_Section):
+    layers: list[int] = Field(min_length=2)
+    topology: Literal["loop", "symmetric", "random_feedback", "direct_feedback", "feedforward"] = "loop"
+    rho: Literal["hard_sigmoid", "sigmoid", "sigmoid4", "tanh"] = "hard_sigmoid"
+    neuron: Literal["gated", "additive"] = "gated"
+    clip_states: bool = False
+    leak: float | list[float] = 1.0
+    loop: LoopConfig = LoopConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
+    projections: list[ProjectionConfig] | None = None
+
+    @model_validator(mode="after")
+    def _sizes_positive(self):
+        for k, n in enumerate(self.layers):
+            if n < 1:
+                raise ValueError(f"layers[{k}] = {n}: every layer size must be a positive integer")
+        leaks = [self.leak] if isinstance(self.leak, float) else self.leak
+        if any(r <= 0 for r in leaks):
+            raise ValueError(f"leak = {self.leak}: leak time constants must be > 0")
+        return self
+
+
+class DynamicsConfig(_Section):
+    engine: Literal["numba", "jax"] = "numba"
+    dtype: Literal["float32", "float64"] = "float32"
+    dt: float = Field(0.5, gt=0, le=10)
+    free_steps: int = Field(60, ge=1)
+    nudge_steps: int = Field(12, ge=1)
+    eval_steps: int | None = Field(None, ge=1, description="free steps at evaluation (default: free_steps)")
+    tol: float = Field(0.0, ge=0, description="stop a free phase once max|ds/dt| < tol (0: never)")
+    beta: float = Field(0.5, gt=0)
+    symmetric_nudging: bool = False
+    random_sign_beta: bool = False
+    persistent_states: bool = False
+
+
+class LearningConfig(_Section):
+    rule: Literal["ep_chl", "ep_chl_classic"] = "ep_chl"
+    lr: float | list[float] | dict[str, float] = 0.05
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(20, ge=1)
+    eval_batch_size: int = Field(1000, ge=1)
+    epochs: int = Field(30, ge=1)
+    seed: int = Field(1, ge=0)
+
+
+class DataConfig(_Section):
+    dataset: Literal["digits", "mnist"] = "digits"
+    root: str | None = None
+    download: bool = True
+    train_subset: int | None = Field(None, ge=1, description="use only the first N training samples")
+    test_subset: int | None = Field(None, ge=1, description="use only the first N test samples")
+
+
+class RecordConfig(_Section):
+    path: str = "runs/run.h5"
+    probes: int = Field(16, ge=0)
+    every_steps: int = Field(2, ge=1)
+    populations: list[str] = ["h1", "o"]
+    weights_every: int = Field(5, ge=1)
+
+
+DATASET_SHAPES = {"digits": (64, 10), "mnist": (784, 10)}
+
+
+class RunParams(_Section):
+    network: NetworkConfig
+    dynamics: DynamicsConfig = DynamicsConfig()
+    learning: LearningConfig = LearningConfig()
+    data: DataConfig = DataConfig()
+    record: RecordConfig = RecordConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        n_in, n_out = DATASET_SHAPES[self.data.dataset]
+        layers = self.network.layers
+        if layers[0] != n_in or layers[-1] != n_out:
+            raise ValueError(
+                f"network.layers = {layers} does not fit data.dataset = {self.data.dataset!r}: "
+                f"the first size must be {n_in} (inputs) and the last {n_out} (classes)"
+            )
+        net = self.build_network()  # raises ValueError on a bad projection list
+        learned = [p.name for p in net.learned]
+        lr = self.learning.lr
+        if isinstance(lr, list) and len(lr) != len(learned):
+            raise ValueError(
+                f"learning.lr = {lr} has {len(lr)} values; this network has {len(learned)} learned "
+                f"projections ({', '.join(learned)}): give one value per projection, one float, or a table by name"
+            )
+        if isinstance(lr, dict) and set(lr) != set(learned):
+            raise ValueError(
+                f"learning.lr = {lr}: the table must name exactly the learned projections {', '.join(learned)}"
+            )
+        lrs = lr if isinstance(lr, list) else list(lr.values()) if isinstance(lr, dict) else [lr]
+        if any(v <= 0 for v in lrs):
+            raise ValueError(f"learning.lr = {lr}: learning rates must be > 0")
+        return self
+
+    def build_network(self) -> Network:
+        n = self.network
+        projections = None
+        if n.projections is not None:
+            projections = [Projection(**p.model_dump()) for p in n.projections]
+        return build_network(
+            n.layers, n.topology, rho=n.rho, neuron=n.neuron, clip_states=n.clip_states, leak=n.leak,
+            loop_kind=n.loop.kind, loop_init=n.loop.init, loop_scale=n.loop.scale,
+            feedback_init=n.feedback.init, feedback_scale=n.feedback.scale, projections=projections,
+        )
+
+    def learning_rates(self, net: Network) -> dict[str, float]:
+        """One rate per trainable array (``W_<proj>``, ``b_<pop>``). A bias learns at the rate of
+        the first learned projection into its population (as in Scellier & Bengio's code)."""
+        names = [p.name for p in net.learned]
+        lr = self.learning.lr
+        per_proj = (dict(zip(names, lr)) if isinstance(lr, list)
+                    else dict(lr) if isinstance(lr, dict) else {k: lr for k in names})
+        out = {f"W_{k}": float(v) for k, v in per_proj.items()}
+        for pop in net.dynamic_populations:
+            into = [p.name for p in net.learned if p.dst == pop.name]
+            out[f"b_{pop.name}"] = float(per_proj[into[0]] if into else per_proj[names[0]])
+        return out
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.model_dump(exclude_none=True))
+
+
+# ----------------------------------------------------------------------------------------------
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid parameters in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        value = e.get("input")
+        if e["type"] == "extra_forbidden":
+            section = _section_model(e["loc"][:-1])
+            allowed = ", ".join(section.model_fields) if section else "?"
+            lines.append(f"  {key} = {value!r}: unknown key; allowed keys here: {allowed}")
+        elif e["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            if key:
+                lines.append(f"  {key} = {value!r}: {msg}")
+            else:
+                lines.append(f"  {msg}")
+    return "\n".join(lines)
+
+
+def _section_model(loc) -> type[BaseModel] | None:
+    model: Any = RunParams
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return None
+        ann = field.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if model is None:
+            return None
+    return model
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"section.key=value"`` → (["section", "key"], value), the value read as a TOML value
+    (so ``0.1``, ``true``, ``[1, 2]`` and ``"text"`` keep their types; bare words are strings)."""
+    if "=" not in item:
+        raise ParameterError(f"--set {item!r}: expected section.key=value, e.g. --set learning.epochs=5")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) < 2 or not all(parts):
+        raise ParameterError(f"--set {item!r}: the key must be section.key, e.g. dynamics.dt")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return parts, value
+
+
+def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
+    for item in overrides or ():
+        parts, value = parse_override(item)
+        node = raw
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ParameterError(f"--set {item!r}: {p!r} is not a section")
+        node[parts[-1]] = value
+    return raw
+
+
+def validate_params(raw: dict, source: str = "parameters") -> RunParams:
+    try:
+        return RunParams.model_validate(raw)
+    except ValidationError as err:
+        raise ParameterError(_format_errors(err, source)) from None
+
+
+def load_params(path: str | Path | dict | RunParams, overrides: list[str] | None = None) -> RunParams:
+    """Read and validate a parameter file (or a dict), applying ``--set`` style overrides."""
+    if isinstance(path, RunParams):
+        if not overrides:
+            return path
+        path = path.model_dump(exclude_none=True)
+    if isinstance(path, dict):
+        return validate_params(apply_overrides(dict(path), overrides))
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ParameterError(f"parameter file {path} does not exist") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ParameterError(f"{path} is not valid TOML: {err}") from None
+    return validate_params(apply_overrides(raw, overrides), str(path))
