@@ -6,6 +6,7 @@ never evaluated. Every error names the key, the value given and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -256,7 +257,7 @@ def load_params(path: str | Path | dict | RunParams, overrides: list[str] | None
             return path
         path = path.model_dump(exclude_none=True)
     if isinstance(path, dict):
-        return validate_params(apply_overrides(dict(path), overrides))
+        return validate_params(apply_overrides(copy.deepcopy(path), overrides))
     path = Path(path)
     try:
         text = path.read_text()

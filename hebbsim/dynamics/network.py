@@ -148,11 +148,11 @@ class Network:
     def is_symmetric(self) -> bool:
         """True when every projection between dynamic populations has a tied partner,
         so the gated dynamics descend the Hopfield energy."""
-        pairs = {(p.src, p.dst) for p in self.projections}
+        tied_partners = {p.tied_to for p in self.projections if p.kind == "tied"}
         for p in self.projections:
             if p.src == INPUT:
                 continue
-            if p.kind == "fixed" or (p.dst, p.src) not in pairs:
+            if p.kind != "tied" and p.name not in tied_partners:
                 return False
         return True
 
