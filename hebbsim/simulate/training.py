@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..analysis.metrics import n_errors
 from ..dynamics import rhs
 from ..dynamics.loss import one_hot, squared_error
 from ..dynamics.network import OUTPUT, Network
@@ -66,7 +67,7 @@ class EPTrainer:
         residual = {"free": free.residual, "nudged": nudged.residual}
         if minus:
             residual["nudged_minus"] = minus.residual
-        return {"loss": squared_error(out_rate, d), "pred": out_rate.argmax(axis=1), "residual": residual}
+        return {"loss": squared_error(out_rate, d), "n_errors": n_errors(out_rate, labels), "residual": residual}
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, progress: bool = True, desc: str = "") -> EpochStats:
         bs = self.cfg.learning.batch_size
@@ -76,7 +77,7 @@ class EPTrainer:
         for start in bar:
             idx = order[start:start + bs]
             out = self.train_step(x[idx], y[idx], idx)
-            n_wrong += int(np.sum(out["pred"] != y[idx]))
+            n_wrong += out["n_errors"]
             loss_sum += float(np.sum(out["loss"]))
             for k, v in out["residual"].items():
                 res_sum[k] = res_sum.get(k, 0.0) + v
@@ -96,6 +97,6 @@ class EPTrainer:
             system = self.engine.clamp(self.params, xb)
             free = free_phase(system, rhs.zero_states(self.net, len(xb), self.engine.dtype), steps, dyn.tol)
             out_rate = rhs.rates(self.net, free.states, system.x)[OUTPUT]
-            n_wrong += int(np.sum(out_rate.argmax(axis=1) != yb))
+            n_wrong += n_errors(out_rate, yb)
             loss += float(np.sum(squared_error(out_rate, one_hot(yb, self.net.sizes[OUTPUT]))))
         return n_wrong / len(x), loss / len(x)
