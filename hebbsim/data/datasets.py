@@ -257,10 +257,7 @@ def _download(fname: str, target: Path, looked: str) -> Path:
                 failures.append(f"{url}: {type(exc).__name__}: {reason}".replace("\n", " "))
             finally:
                 if tmp_name is not None:
-                    try:
-                        os.unlink(tmp_name)
-                    except OSError:
-                        pass
+                    Path(tmp_name).unlink(missing_ok=True)
     raise DataError(
         f"MNIST file {fname} is missing and could not be downloaded.\nLooked in:\n{looked}\n"
         "Download attempts:\n" + "\n".join(f"  {f}" for f in failures) + "\n"
