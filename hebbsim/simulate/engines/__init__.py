@@ -13,9 +13,7 @@ def make_engine(name: str, net, dt: float, dtype="float32", **options) -> Engine
 
         return NumbaEngine(net, dt, dtype)
     if name == "jax":
-        from .jax_engine import JaxEngine
-
-        return JaxEngine(net, dt, dtype, **options)
+        raise ValueError("dynamics.engine = 'jax': the jax/diffrax engine is not available yet; use 'numba'")
     raise ValueError(f"engine = {name!r} is not allowed; use one of {', '.join(ENGINES)}")
 
 
