@@ -18,7 +18,6 @@ from ..dynamics.network import INIT_DISTRIBUTIONS, build_network, Network, Proje
 from ..errors import HebbsimError
 
 InitName = Literal[INIT_DISTRIBUTIONS]  # type: ignore[valid-type]
-PositiveFloat = Field(gt=0)
 
 
 class ParameterError(HebbsimError, ValueError):

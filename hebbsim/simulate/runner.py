@@ -44,7 +44,7 @@ def metrics_dataset(history: list[dict], params: Params, attrs: dict) -> xr.Data
     }
     snapshot = epochs[-1:] if len(epochs) else np.array([0])
     for name, w in params.weights.items():
-        dst, src = name.split("_to_")[1], name.split("_to_")[0]
+        src, dst = name.split("_to_")
         data_vars[f"weight_{name}"] = (("snapshot", f"{dst}_unit", f"{src}_unit"), w[None].astype(np.float64),
                                        {"units": "1", "description": f"weights of projection {src} -> {dst} (latest snapshot)"})
     for pop, b in params.biases.items():

@@ -61,9 +61,10 @@ class EPTrainer:
         minus = (nudged_phase(system, free.states, d, -beta, dyn.nudge_steps, "nudged_minus")
                  if dyn.symmetric_nudging else None)
         rate = lambda r: rhs.rates(self.net, r.states, system.x)  # noqa: E731
-        grads = self.rule(self.net, rate(free), rate(nudged), beta, rate(minus) if minus else None)
+        free_rates = rate(free)
+        grads = self.rule(self.net, free_rates, rate(nudged), beta, rate(minus) if minus else None)
         self.optimizer.step(self.params.trainable(self.net), grads)
-        out_rate = rhs.rates(self.net, free.states, system.x)[OUTPUT]
+        out_rate = free_rates[OUTPUT]
         residual = {"free": free.residual, "nudged": nudged.residual}
         if minus:
             residual["nudged_minus"] = minus.residual
