@@ -43,6 +43,34 @@ class EPTrainer:
         )
         self.persistent = (rhs.zero_states(net, n_train, engine.dtype) if cfg.dynamics.persistent_states else None)
 
+    # -- checkpointing ---------------------------------------------------------------------------
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Everything that makes the next epoch bit-identical to an uninterrupted run:
+        ``(arrays, meta)`` with arrays named ``weight/<proj>``, ``bias/<pop>``,
+        ``optimizer/<key>``, ``persistent/<pop>`` and ``meta = {"rng": <bit generator state>}``
+        (JSON-serialisable)."""
+        arrays = {f"weight/{k}": np.asarray(v) for k, v in self.params.weights.items()}
+        arrays.update({f"bias/{k}": np.asarray(v) for k, v in self.params.biases.items()})
+        arrays.update({f"optimizer/{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
+        if self.persistent is not None:
+            arrays.update({f"persistent/{k}": np.asarray(v) for k, v in self.persistent.items()})
+        return arrays, {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """Restore what :meth:`state_dict` returned (in place: the same ``Params`` object)."""
+        def group(prefix):
+            return {k[len(prefix):]: np.array(v) for k, v in arrays.items() if k.startswith(prefix)}
+
+        for k, v in group("weight/").items():
+            self.params.weights[k][...] = v
+        for k, v in group("bias/").items():
+            self.params.biases[k][...] = v
+        self.optimizer.load_state_dict(group("optimizer/"))
+        if self.persistent is not None:
+            for k, v in group("persistent/").items():
+                self.persistent[k][...] = v
+        self.rng.bit_generator.state = meta["rng"]
+
     # ------------------------------------------------------------------------------------------
     def train_step(self, x: np.ndarray, labels: np.ndarray, index: np.ndarray) -> dict:
         """One mini-batch: free phase, nudged phase(s), contrastive update. Returns the free

@@ -106,3 +106,33 @@ def test_numba_kernel_is_cached_between_processes(tmp_path):
     run()
     hits, misses = map(int, run().stdout.split())
     assert hits >= 1 and misses == 0
+
+
+def test_trainer_state_dict_round_trip_continues_bit_identically():
+    from hebbsim.data.datasets import load_dataset
+    from hebbsim.data.params import load_params
+    from hebbsim.dynamics.params import init_params
+    from hebbsim.simulate.engines import make_engine
+    from hebbsim.simulate.training import EPTrainer
+
+    cfg = load_params(TINY, ["learning.optimizer=\"adam\"", "dynamics.persistent_states=true",
+                             "dynamics.random_sign_beta=true"])
+    net = cfg.build_network()
+    data = load_dataset("digits")
+    x, y = data.x_train[:60].astype(np.float32), data.y_train[:60]
+
+    def trainer():
+        rng = np.random.default_rng(5)
+        params = init_params(net, rng)
+        return EPTrainer(cfg, net, make_engine("numba", net, 0.5), params, len(x), rng)
+
+    a = trainer()
+    a.train_epoch(x, y, progress=False)
+    arrays, meta = a.state_dict()
+    arrays = {k: v.copy() for k, v in arrays.items()}
+    a.train_epoch(x, y, progress=False)
+    b = trainer()
+    b.load_state_dict(arrays, meta)
+    b.train_epoch(x, y, progress=False)
+    for k, v in a.state_dict()[0].items():
+        np.testing.assert_array_equal(b.state_dict()[0][k], v, err_msg=k)
