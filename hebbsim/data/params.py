@@ -76,6 +76,10 @@ class NetworkConfig(_Section):
 
 class DynamicsConfig(_Section):
     engine: Literal["numba", "jax"] = "numba"
+    solver: Literal["euler", "tsit5", "dopri5"] = Field(
+        "euler", description="euler: fixed dt (both engines); tsit5/dopri5: adaptive, jax engine only")
+    rtol: float = Field(1e-6, gt=0, description="relative tolerance of the adaptive solvers")
+    atol: float = Field(1e-8, gt=0, description="absolute tolerance of the adaptive solvers")
     dtype: Literal["float32", "float64"] = "float32"
     dt: float = Field(0.5, gt=0, le=10)
     free_steps: int = Field(60, ge=1)
@@ -86,6 +90,15 @@ class DynamicsConfig(_Section):
     symmetric_nudging: bool = False
     random_sign_beta: bool = False
     persistent_states: bool = False
+
+    @model_validator(mode="after")
+    def _solver_fits_engine(self):
+        if self.solver != "euler" and self.engine != "jax":
+            raise ValueError(
+                f"dynamics.solver = {self.solver!r} needs dynamics.engine = 'jax' (the numba engine integrates "
+                "with Euler only); set dynamics.solver = 'euler' or dynamics.engine = 'jax'"
+            )
+        return self
 
 
 class LearningConfig(_Section):
@@ -134,6 +147,11 @@ class RunParams(_Section):
             raise ValueError(
                 f"network.layers = {layers} does not fit data.dataset = {self.data.dataset!r}: "
                 f"the first size must be {n_in} (inputs) and the last {n_out} (classes)"
+            )
+        if self.dynamics.solver != "euler" and self.network.clip_states:
+            raise ValueError(
+                f"dynamics.solver = {self.dynamics.solver!r} integrates the ODE and cannot clip states after "
+                "each step; set network.clip_states = false or dynamics.solver = 'euler'"
             )
         net = self.build_network()  # raises ValueError on a bad projection list
         learned = [p.name for p in net.learned]

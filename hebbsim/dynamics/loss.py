@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def squared_error(rate_o: np.ndarray, target: np.ndarray) -> np.ndarray:
-    return 0.5 * np.sum((rate_o - target) ** 2, axis=-1)
+def squared_error(rate_o, target):
+    """Per-sample loss (numpy or JAX arrays)."""
+    return 0.5 * ((rate_o - target) ** 2).sum(axis=-1)
 
 
 def one_hot(labels: np.ndarray, n_classes: int, dtype=np.float32) -> np.ndarray:

@@ -9,11 +9,26 @@ rate per name, as in the papers (per-projection rates).
   (AdamW): :math:`\theta \leftarrow \theta - \eta(\hat m/(\sqrt{\hat v}+\epsilon) + \lambda\theta)`.
 
 Weight decay applies to weights (``W_*``) only, not to biases.
+
+:meth:`Optimizer.update` is the one definition of the arithmetic: a pure function of
+``(params, state, grads)`` that traces under ``jax.jit`` (the jax engine) and, on numpy
+arrays, updates the arrays in place (no copies of large weight matrices per batch).
+:meth:`Optimizer.step` is its stateful numpy convenience.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .nonlinearities import xp_of
+
+
+def _assign(old, new):
+    """``new`` in ``old``'s place: in place for numpy, a new value for immutable JAX arrays."""
+    if isinstance(old, np.ndarray):
+        old[...] = new
+        return old
+    return new.astype(old.dtype)
 
 
 class Optimizer:
@@ -34,12 +49,26 @@ class Optimizer:
         self.weight_decay = weight_decay
         self.betas = betas
         self.eps = eps
-        self.t = 0
-        self.m: dict[str, np.ndarray] = {}
-        self.v: dict[str, np.ndarray] = {}
+        self.state: dict | None = None
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
-        self.t += 1
+    # -- the functional core ----------------------------------------------------------------
+    def init(self, params: dict) -> dict:
+        """Optimizer state for ``params``: step count ``t``, first moments ``m`` (momentum or
+        Adam) and second moments ``v`` (Adam), zeros like the parameters."""
+        xp = xp_of(*params.values())
+        zeros = lambda: {k: xp.zeros_like(v) for k, v in params.items()}  # noqa: E731
+        state = {"t": 0, "m": {}, "v": {}}
+        if self.kind == "adam" or self.momentum:
+            state["m"] = zeros()
+        if self.kind == "adam":
+            state["v"] = zeros()
+        return state
+
+    def update(self, params: dict, state: dict, grads: dict) -> tuple[dict, dict]:
+        """One step; returns ``(params, state)``."""
+        t = state["t"] + 1
+        m, v = dict(state["m"]), dict(state["v"])
+        out = dict(params)
         for name, g in grads.items():
             theta = params[name]
             lr = self.lrs[name]
@@ -48,32 +77,40 @@ class Optimizer:
                 if decay:
                     g = g + decay * theta
                 if self.momentum:
-                    m = self.m.setdefault(name, np.zeros_like(theta))
-                    m *= self.momentum
-                    m += g
-                    g = m
-                theta -= (lr * g).astype(theta.dtype, copy=False)
+                    m[name] = _assign(m[name], self.momentum * m[name] + g)
+                    g = m[name]
+                out[name] = _assign(theta, theta - lr * g)
             else:
                 b1, b2 = self.betas
-                m = self.m.setdefault(name, np.zeros_like(theta))
-                v = self.v.setdefault(name, np.zeros_like(theta))
-                m *= b1
-                m += (1 - b1) * g
-                v *= b2
-                v += (1 - b2) * g * g
-                m_hat = m / (1 - b1**self.t)
-                v_hat = v / (1 - b2**self.t)
-                upd = m_hat / (np.sqrt(v_hat) + self.eps) + decay * theta
-                theta -= (lr * upd).astype(theta.dtype, copy=False)
+                m[name] = _assign(m[name], b1 * m[name] + (1 - b1) * g)
+                v[name] = _assign(v[name], b2 * v[name] + (1 - b2) * g * g)
+                m_hat = m[name] / (1 - b1**t)
+                v_hat = v[name] / (1 - b2**t)
+                upd = m_hat / (xp_of(v_hat).sqrt(v_hat) + self.eps) + decay * theta
+                out[name] = _assign(theta, theta - lr * upd)
+        return out, {"t": t, "m": m, "v": v}
+
+    # -- stateful numpy convenience -----------------------------------------------------------
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        """Update numpy ``params`` in place."""
+        if self.state is None:
+            self.state = self.init(params)
+        _, self.state = self.update(params, self.state, grads)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Arrays that, with the hyper-parameters, restore this optimizer exactly."""
-        out = {"t": np.array(self.t)}
-        out.update({f"m/{k}": v for k, v in self.m.items()})
-        out.update({f"v/{k}": v for k, v in self.v.items()})
+        state = self.state or {"t": 0, "m": {}, "v": {}}
+        out = {"t": np.array(int(state["t"]))}
+        out.update({f"m/{k}": np.asarray(v) for k, v in state["m"].items()})
+        out.update({f"v/{k}": np.asarray(v) for k, v in state["v"].items()})
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self.t = int(state["t"])
-        self.m = {k[2:]: np.array(v) for k, v in state.items() if k.startswith("m/")}
-        self.v = {k[2:]: np.array(v) for k, v in state.items() if k.startswith("v/")}
+        if int(state["t"]) == 0:  # saved before the first step: buffers are created on it
+            self.state = None
+            return
+        self.state = {
+            "t": int(state["t"]),
+            "m": {k[2:]: np.array(v) for k, v in state.items() if k.startswith("m/")},
+            "v": {k[2:]: np.array(v) for k, v in state.items() if k.startswith("v/")},
+        }

@@ -29,6 +29,13 @@ class Params:
         out.update({f"b_{name}": b for name, b in self.biases.items()})
         return out
 
+    def with_trainable(self, net: Network, flat: dict) -> "Params":
+        """These parameters with the trainable arrays replaced by ``flat`` (same keys as
+        :meth:`trainable`); fixed weights are kept."""
+        weights = dict(self.weights)
+        weights.update({p.name: flat[f"W_{p.name}"] for p in net.learned})
+        return Params(weights, {name: flat[f"b_{name}"] for name in self.biases})
+
     def astype(self, dtype) -> "Params":
         return Params(
             {k: v.astype(dtype) for k, v in self.weights.items()},

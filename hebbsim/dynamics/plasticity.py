@@ -18,47 +18,49 @@ With symmetric nudging (Laborieux et al. 2021) the :math:`+\beta` and :math:`-\b
 states replace the nudged and free ones in the contrast and :math:`\beta` becomes
 :math:`2\beta`. :math:`\Delta = -g`. Tied projections share their partner's parameter and
 receive no update of their own.
+
+``mask`` (optional, shape ``(batch,)``, 1 for a real sample and 0 for padding) lets an engine
+with fixed array shapes pad a short last batch: padded samples contribute nothing and the
+mean runs over the real ones. The rules use only array methods and operators, so they run on
+numpy and, traced, on JAX arrays.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from .network import Network
 from .rhs import States
 
 
-def _contrast_pair(free: States, nudged: States, beta: float, minus: States | None):
-    """(positive states, negative states, effective β) of the contrast."""
-    if minus is None:
-        return nudged, free, beta
-    return nudged, minus, 2.0 * beta
+def _contrast(free: States, nudged: States, beta, minus: States | None, mask):
+    """(free, positive, negative, effective β, number of samples) of the contrast, with padded
+    samples zeroed."""
+    pos, neg, b = (nudged, free, beta) if minus is None else (nudged, minus, 2.0 * beta)
+    if mask is None:
+        return free, pos, neg, b, next(iter(free.values())).shape[0]
+    m = mask[:, None]
+    zero = lambda states: {k: v * m for k, v in states.items()}  # noqa: E731
+    return zero(free), zero(pos), zero(neg), b, mask.sum()
 
 
-def ep_chl(net: Network, free: States, nudged: States, beta: float, minus: States | None = None) -> dict[str, np.ndarray]:
+def _bias_grads(net: Network, pos: States, neg: States, b, n) -> dict:
+    return {f"b_{pop.name}": -(pos[pop.name] - neg[pop.name]).sum(axis=0) / (b * n) for pop in net.dynamic_populations}
+
+
+def ep_chl(net: Network, free: States, nudged: States, beta, minus: States | None = None, mask=None) -> dict:
     """Gradient estimate of ``ep_chl``: pre-synaptic free rate × change of the post-synaptic rate."""
-    pos, neg, b = _contrast_pair(free, nudged, beta, minus)
-    batch = next(iter(free.values())).shape[0]
-    grads = {}
-    for p in net.learned:
-        delta_post = pos[p.dst] - neg[p.dst]
-        grads[f"W_{p.name}"] = -(delta_post.T @ free[p.src]) / (b * batch)
-    for pop in net.dynamic_populations:
-        grads[f"b_{pop.name}"] = -np.mean(pos[pop.name] - neg[pop.name], axis=0) / b
+    free, pos, neg, b, n = _contrast(free, nudged, beta, minus, mask)
+    grads = {f"W_{p.name}": -((pos[p.dst] - neg[p.dst]).T @ free[p.src]) / (b * n) for p in net.learned}
+    grads.update(_bias_grads(net, pos, neg, b, n))
     return grads
 
 
-def ep_chl_classic(
-    net: Network, free: States, nudged: States, beta: float, minus: States | None = None
-) -> dict[str, np.ndarray]:
+def ep_chl_classic(net: Network, free: States, nudged: States, beta, minus: States | None = None,
+                   mask=None) -> dict:
     """Gradient estimate of ``ep_chl_classic``: difference of the Hebbian products of two phases."""
-    pos, neg, b = _contrast_pair(free, nudged, beta, minus)
-    batch = next(iter(free.values())).shape[0]
-    grads = {}
-    for p in net.learned:
-        grads[f"W_{p.name}"] = -(pos[p.dst].T @ pos[p.src] - neg[p.dst].T @ neg[p.src]) / (b * batch)
-    for pop in net.dynamic_populations:
-        grads[f"b_{pop.name}"] = -np.mean(pos[pop.name] - neg[pop.name], axis=0) / b
+    free, pos, neg, b, n = _contrast(free, nudged, beta, minus, mask)
+    grads = {f"W_{p.name}": -(pos[p.dst].T @ pos[p.src] - neg[p.dst].T @ neg[p.src]) / (b * n)
+             for p in net.learned}
+    grads.update(_bias_grads(net, pos, neg, b, n))
     return grads
 
 

@@ -11,8 +11,10 @@ with :math:`g_j = \rho'(s_j)` for ``gated`` neurons (eq. 13 of seed 000, the con
 Hopfield model) and :math:`g_j = 1` for ``additive`` neurons. The input is clamped,
 :math:`\rho(x) = x`.
 
-This module is the definition the compiled engines are tested against
-(``tests/simulate/test_numba_engine.py``); it is written for clarity, not speed.
+This module is the one definition of the model. The jax engine integrates these very
+functions (they are written against the array API, so they trace under ``jax.jit`` and
+``jax.vmap``; a single sample is a batch without the leading axis); the numba kernel is a
+hand-fused copy pinned to them to 1e-12 by ``tests/simulate/test_numba_engine.py``.
 States are dicts ``{population: array (batch, n)}``.
 """
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .network import INPUT, OUTPUT, Network
-from .nonlinearities import rho, rho_prime
+from .nonlinearities import rho, rho_prime, xp_of
 from .params import Params
 
 States = dict[str, np.ndarray]
@@ -34,15 +36,20 @@ def rates(net: Network, states: States, x: np.ndarray) -> States:
     return out
 
 
-def synaptic_currents(net: Network, params: Params, states: States, x: np.ndarray) -> States:
-    r""":math:`\sum_{p:\,\mathrm{dst}=j} W_p \rho(s_\mathrm{src}) + b_j` for every dynamic population."""
+def synaptic_currents(net: Network, params: Params, states: States, x: np.ndarray,
+                      extra: States | None = None) -> States:
+    r""":math:`\sum_{p:\,\mathrm{dst}=j} W_p \rho(s_\mathrm{src}) + b_j` for every dynamic population,
+    plus the ``extra`` current (e.g. a perturbation) where given."""
     r = rates(net, states, x)
     out = {}
     for pop in net.dynamic_populations:
-        i = np.broadcast_to(params.biases[pop.name], states[pop.name].shape).copy()
+        i = params.biases[pop.name]
+        if extra is not None and pop.name in extra:
+            i = i + extra[pop.name]
         for p in net.projections_into(pop.name):
-            i += r[p.src] @ params.weight(p).T
-        out[pop.name] = i
+            i = i + r[p.src] @ params.weight(p).T
+        s = states[pop.name]
+        out[pop.name] = xp_of(s).broadcast_to(i, s.shape)  # a population fed by its bias alone
     return out
 
 
@@ -53,27 +60,34 @@ def drift(
     x: np.ndarray,
     beta: float = 0.0,
     target: np.ndarray | None = None,
+    extra: States | None = None,
 ) -> States:
-    """ds/dt for every dynamic population (see the module docstring)."""
-    cur = synaptic_currents(net, params, states, x)
+    """ds/dt for every dynamic population (see the module docstring). The nudging term is
+    applied when a ``target`` is given (``beta`` may then be a traced value)."""
+    cur = synaptic_currents(net, params, states, x, extra)
     out = {}
     for pop in net.dynamic_populations:
         s = states[pop.name]
         gain = rho_prime(s, net.rho) if net.neuron == "gated" else 1.0
         ds = gain * cur[pop.name] - s / pop.leak
-        if pop.name == OUTPUT and beta != 0.0:
+        if pop.name == OUTPUT and target is not None:
             ds = ds - beta * (s - target)
         out[pop.name] = ds
     return out
 
 
-def euler_step(net: Network, params: Params, states: States, x, dt, beta=0.0, target=None) -> States:
+def euler_step(net: Network, params: Params, states: States, x, dt, beta=0.0, target=None,
+               extra: States | None = None) -> States:
     """One explicit Euler step ``s ← s + dt·ds/dt`` (then clip to [0, 1] if ``clip_states``)."""
-    ds = drift(net, params, states, x, beta, target)
-    new = {k: states[k] + dt * ds[k] for k in states}
-    if net.clip_states:
-        new = {k: np.clip(v, 0.0, 1.0) for k, v in new.items()}
-    return new
+    ds = drift(net, params, states, x, beta, target, extra)
+    return project(net, {k: states[k] + dt * ds[k] for k in states})
+
+
+def project(net: Network, states: States) -> States:
+    """The projection applied after each Euler step: clip to [0, 1] with ``clip_states``."""
+    if not net.clip_states:
+        return states
+    return {k: xp_of(v).clip(v, 0.0, 1.0) for k, v in states.items()}
 
 
 def zero_states(net: Network, batch: int, dtype=np.float32) -> States:
@@ -85,3 +99,9 @@ def residual(before: States, after: States, dt: float) -> float:
     samples. Without clipping this is max |ds/dt|; with ``clip_states`` a unit held at a bound
     by clipping counts as at rest."""
     return float(max(np.max(np.abs(after[k] - before[k])) for k in before)) / dt
+
+
+def max_abs(states: States):
+    """max |s| over every population, unit and sample (traceable: returns an array scalar)."""
+    xp = xp_of(*states.values())
+    return xp.max(xp.stack([xp.max(xp.abs(v)) for v in states.values()]))

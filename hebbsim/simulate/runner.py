@@ -13,7 +13,7 @@ from ..data.datasets import Dataset, load_dataset
 from ..data.params import RunParams, load_params
 from ..data.store import write_run
 from ..dynamics.params import Params, init_params
-from .engines import make_engine
+from .engines import engine_from_params
 from .provenance import now, provenance
 from .training import EPTrainer
 
@@ -66,7 +66,7 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
     data = _subset(load_dataset(cfg.data.dataset, cfg.data.root, download=cfg.data.download), cfg)
     rng = np.random.default_rng(cfg.learning.seed)
     model = init_params(net, rng, dtype)
-    engine = make_engine(cfg.dynamics.engine, net, cfg.dynamics.dt, dtype)
+    engine = engine_from_params(cfg, net)
     trainer = EPTrainer(cfg, net, engine, model, len(data.x_train), rng)
     x_train, x_test = data.x_train.astype(dtype), data.x_test.astype(dtype)
     attrs = provenance(cfg.to_toml(), engine.name, dtype.name, cfg.learning.seed)

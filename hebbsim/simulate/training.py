@@ -1,4 +1,10 @@
-"""The training loop of the contrastive (EP) rules: free phase, nudged phase(s), local update."""
+"""The training loop of the contrastive (EP) rules: free phase, nudged phase(s), local update.
+
+:func:`ep_batch_update` is one mini-batch as a pure function of arrays. The numba engine runs
+it eagerly (its phases are compiled kernels; the update updates numpy arrays in place); the
+jax engine compiles the whole of it, phases, rule and optimizer, into one XLA program with
+``jax.jit`` — traced once per run: a short last batch is padded to the batch size and masked.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..analysis.metrics import n_errors
 from ..dynamics import rhs
 from ..dynamics.loss import one_hot, squared_error
 from ..dynamics.network import OUTPUT, Network
 from ..dynamics.optimizers import Optimizer
 from ..dynamics.params import Params
+from ..dynamics.nonlinearities import xp_of
 from ..dynamics.plasticity import EP_RULES
 from ..data.params import RunParams
-from .engines.base import Engine
+from .engines.base import Engine, States
 from .phases import free_phase, nudged_phase
+from ..errors import DivergenceError
 
 
 @dataclass
@@ -28,9 +35,53 @@ class EpochStats:
     residual: dict[str, float] = field(default_factory=dict)  # mean final max|ds/dt| per phase
 
 
+def ep_batch_update(cfg: RunParams, net: Network, engine: Engine, rule, optimizer: Optimizer, params: Params,
+                    opt_state: dict, x, d, labels, init: States | None, beta, mask=None):
+    """One mini-batch of an EP rule: free phase from ``init`` (zeros when ``None``), nudged
+    phase(s) with ``beta`` (and ``-beta``), the rule's gradient estimate, one optimizer step.
+
+    Returns ``(params, opt_state, free_states, stats)`` with ``stats`` holding the summed free
+    phase loss, the number of misclassified samples, each phase's residual and (when traced)
+    each phase's finiteness flags. ``mask`` marks real samples in a padded batch.
+    """
+    dyn = cfg.dynamics
+    system = engine.clamp(params, x)
+    xp = xp_of(system.x)
+    if init is None:
+        init = {p.name: xp.zeros((x.shape[0], p.size), dtype=system.x.dtype) for p in net.dynamic_populations}
+    phases = {"free": free_phase(system, init, dyn.free_steps, dyn.tol)}
+    phases["nudged"] = nudged_phase(system, phases["free"].states, d, beta, dyn.nudge_steps)
+    if dyn.symmetric_nudging:
+        phases["nudged_minus"] = nudged_phase(system, phases["free"].states, d, -beta, dyn.nudge_steps,
+                                              "nudged_minus")
+    rates = {k: rhs.rates(net, r.states, system.x) for k, r in phases.items()}
+    grads = rule(net, rates["free"], rates["nudged"], beta, rates.get("nudged_minus"), mask=mask)
+    flat, opt_state = optimizer.update(params.trainable(net), opt_state, grads)
+    out_rate = rates["free"][OUTPUT]
+    weight = 1.0 if mask is None else mask
+    stats = {
+        "loss": (squared_error(out_rate, d) * weight).sum(),
+        "n_errors": ((out_rate.argmax(axis=-1) != labels) * weight).sum(),
+        "residual": {k: r.residual for k, r in phases.items()},
+        "finite": {k: r.finite for k, r in phases.items() if r.finite is not None},
+    }
+    return params.with_trainable(net, flat), opt_state, phases["free"].states, stats
+
+
+def _pad(a: np.ndarray, size: int) -> np.ndarray:
+    """Fill a short batch up to ``size`` rows with copies of its first sample (copies of a real
+    sample leave the batch's max residual unchanged; a mask removes them from the update)."""
+    n = len(a)
+    return a if n >= size else np.concatenate([a, np.repeat(a[:1], size - n, axis=0)])
+
+
 class EPTrainer:
     """Trains a network with an EP rule. Holds everything a checkpoint must restore:
-    parameters, optimizer state, the RNG and the persistent free states."""
+    parameters, optimizer state, the RNG and the persistent free states.
+
+    ``self.params`` (numpy) is up to date at epoch boundaries; during an epoch an engine that
+    keeps its arrays on a device works on its own copy.
+    """
 
     def __init__(self, cfg: RunParams, net: Network, engine: Engine, params: Params, n_train: int,
                  rng: np.random.Generator):
@@ -41,7 +92,15 @@ class EPTrainer:
             cfg.learning_rates(net), cfg.learning.optimizer, momentum=cfg.learning.momentum,
             weight_decay=cfg.learning.weight_decay,
         )
+        self.optimizer.state = self.optimizer.init(params.trainable(net))
         self.persistent = (rhs.zero_states(net, n_train, engine.dtype) if cfg.dynamics.persistent_states else None)
+        self.compiled = engine.name == "jax"
+        self.n_traces = 0  # how often the jax step was traced (compiled): once per run
+        self._live: Params | None = None  # the engine's copy of the parameters during an epoch
+        if self.compiled:
+            import jax
+
+            self._step = jax.jit(self._traced_update)
 
     # -- checkpointing ---------------------------------------------------------------------------
     def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -49,6 +108,7 @@ class EPTrainer:
         ``(arrays, meta)`` with arrays named ``weight/<proj>``, ``bias/<pop>``,
         ``optimizer/<key>``, ``persistent/<pop>`` and ``meta = {"rng": <bit generator state>}``
         (JSON-serialisable)."""
+        self._sync()
         arrays = {f"weight/{k}": np.asarray(v) for k, v in self.params.weights.items()}
         arrays.update({f"bias/{k}": np.asarray(v) for k, v in self.params.biases.items()})
         arrays.update({f"optimizer/{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
@@ -61,42 +121,88 @@ class EPTrainer:
         def group(prefix):
             return {k[len(prefix):]: np.array(v) for k, v in arrays.items() if k.startswith(prefix)}
 
+        self._live = None
         for k, v in group("weight/").items():
             self.params.weights[k][...] = v
         for k, v in group("bias/").items():
             self.params.biases[k][...] = v
         self.optimizer.load_state_dict(group("optimizer/"))
+        if self.optimizer.state is None:
+            self.optimizer.state = self.optimizer.init(self.params.trainable(self.net))
         if self.persistent is not None:
             for k, v in group("persistent/").items():
                 self.persistent[k][...] = v
         self.rng.bit_generator.state = meta["rng"]
 
+    # -- engine-side copies --------------------------------------------------------------------
+    def _live_params(self) -> Params:
+        if self._live is None:
+            if self.compiled:
+                self._live = self.engine.to_device(self.params)
+                self.optimizer.state = self.engine.to_device(self.optimizer.state)
+            else:
+                self._live = self.params
+        return self._live
+
+    def _sync(self) -> None:
+        """Copy the engine's parameters back into ``self.params`` (numpy)."""
+        if self.compiled and self._live is not None:
+            for k, v in self._live.weights.items():
+                self.params.weights[k][...] = np.asarray(v)
+            for k, v in self._live.biases.items():
+                self.params.biases[k][...] = np.asarray(v)
+
+    def _traced_update(self, params, opt_state, x, d, labels, init, beta, mask):
+        self.n_traces += 1
+        return ep_batch_update(self.cfg, self.net, self.engine, self.rule, self.optimizer, params, opt_state,
+                               x, d, labels, init, beta, mask)
+
     # ------------------------------------------------------------------------------------------
     def train_step(self, x: np.ndarray, labels: np.ndarray, index: np.ndarray) -> dict:
         """One mini-batch: free phase, nudged phase(s), contrastive update. Returns the free
-        phase's per-sample loss and predictions and each phase's final residual."""
+        phase's summed loss, its number of errors and each phase's final residual (array
+        scalars on the engine's device: reading them waits for the batch)."""
         dyn = self.cfg.dynamics
         d = one_hot(labels, self.net.sizes[OUTPUT], self.engine.dtype)
-        system = self.engine.clamp(self.params, x)
-        init = ({k: v[index] for k, v in self.persistent.items()} if self.persistent is not None
-                else rhs.zero_states(self.net, len(x), self.engine.dtype))
-        free = free_phase(system, init, dyn.free_steps, dyn.tol)
-        if self.persistent is not None:
-            for k, v in free.states.items():
-                self.persistent[k][index] = v
+        init = {k: v[index] for k, v in self.persistent.items()} if self.persistent is not None else None
         beta = dyn.beta * (self.rng.choice((-1.0, 1.0)) if dyn.random_sign_beta else 1.0)
-        nudged = nudged_phase(system, free.states, d, beta, dyn.nudge_steps)
-        minus = (nudged_phase(system, free.states, d, -beta, dyn.nudge_steps, "nudged_minus")
-                 if dyn.symmetric_nudging else None)
-        rate = lambda r: rhs.rates(self.net, r.states, system.x)  # noqa: E731
-        free_rates = rate(free)
-        grads = self.rule(self.net, free_rates, rate(nudged), beta, rate(minus) if minus else None)
-        self.optimizer.step(self.params.trainable(self.net), grads)
-        out_rate = free_rates[OUTPUT]
-        residual = {"free": free.residual, "nudged": nudged.residual}
-        if minus:
-            residual["nudged_minus"] = minus.residual
-        return {"loss": squared_error(out_rate, d), "n_errors": n_errors(out_rate, labels), "residual": residual}
+        params = self._live_params()
+        if self.compiled:
+            n, size = len(x), self.cfg.learning.batch_size
+            mask = (np.arange(size) < n).astype(self.engine.dtype)
+            pad = lambda a: _pad(a, size)  # noqa: E731
+            params, self.optimizer.state, free, stats = self._step(
+                params, self.optimizer.state, pad(np.asarray(x, self.engine.dtype)), pad(d), pad(labels),
+                None if init is None else {k: pad(v) for k, v in init.items()},
+                np.asarray(beta, self.engine.dtype), mask)
+            self._check_finite(stats["finite"], x, d, init, beta)
+            free = {k: np.asarray(v)[:n] for k, v in free.items()} if self.persistent is not None else free
+        else:
+            params, self.optimizer.state, free, stats = ep_batch_update(
+                self.cfg, self.net, self.engine, self.rule, self.optimizer, params, self.optimizer.state,
+                x, d, labels, init, beta)
+        self._live = params
+        if self.persistent is not None:
+            for k, v in free.items():
+                self.persistent[k][index] = v
+        return stats
+
+    def _check_finite(self, finite: dict, x, d, init, beta) -> None:
+        """Stop on a non-finite state; replay the phase to name the step and population."""
+        bad = [phase for phase, flags in finite.items() if not all(bool(v) for v in flags.values())]
+        if not bad:
+            return
+        phase = bad[0]
+        dyn = self.cfg.dynamics
+        params = self._live_params()  # the parameters before this batch's update
+        s0 = init or rhs.zero_states(self.net, len(x), self.engine.dtype)
+        if phase == "free":
+            step, pop = self.engine.locate_divergence(params, s0, x, dyn.free_steps)
+        else:
+            free = self.engine.clamp(params, x).relax(s0, dyn.free_steps, tol=dyn.tol).states
+            sign = -1.0 if phase == "nudged_minus" else 1.0
+            step, pop = self.engine.locate_divergence(params, free, x, dyn.nudge_steps, sign * beta, d)
+        raise DivergenceError(phase, step, pop)
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, progress: bool = True, desc: str = "") -> EpochStats:
         bs = self.cfg.learning.batch_size
@@ -106,26 +212,32 @@ class EPTrainer:
         for start in bar:
             idx = order[start:start + bs]
             out = self.train_step(x[idx], y[idx], idx)
-            n_wrong += out["n_errors"]
-            loss_sum += float(np.sum(out["loss"]))
+            n_wrong = n_wrong + out["n_errors"]
+            loss_sum = loss_sum + out["loss"]
             for k, v in out["residual"].items():
                 res_sum[k] = res_sum.get(k, 0.0) + v
             n_batches += 1
             if n_batches % 50 == 0:
-                bar.set_postfix(train_error=f"{n_wrong / min(start + bs, len(x)):.3f}")
-        return EpochStats(n_wrong / len(x), loss_sum / len(x), {k: v / n_batches for k, v in res_sum.items()})
+                bar.set_postfix(train_error=f"{float(n_wrong) / min(start + bs, len(x)):.3f}")
+        self._sync()
+        return EpochStats(float(n_wrong) / len(x), float(loss_sum) / len(x),
+                          {k: float(v) / n_batches for k, v in res_sum.items()})
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """(error, mean loss) at the free fixed point, started from zero states."""
         dyn = self.cfg.dynamics
         steps = dyn.eval_steps or dyn.free_steps
         bs = self.cfg.learning.eval_batch_size
+        params = self._live_params()
         n_wrong, loss = 0, 0.0
         for start in range(0, len(x), bs):
             xb, yb = x[start:start + bs], y[start:start + bs]
-            system = self.engine.clamp(self.params, xb)
+            n = len(xb)
+            if self.compiled and len(x) > bs:  # one compiled shape for every batch
+                xb = _pad(xb, bs)
+            system = self.engine.clamp(params, xb)
             free = free_phase(system, rhs.zero_states(self.net, len(xb), self.engine.dtype), steps, dyn.tol)
-            out_rate = rhs.rates(self.net, free.states, system.x)[OUTPUT]
-            n_wrong += n_errors(out_rate, yb)
+            out_rate = np.asarray(rhs.rates(self.net, free.states, system.x)[OUTPUT])[:n]
+            n_wrong += int(np.sum(out_rate.argmax(axis=-1) != yb))
             loss += float(np.sum(squared_error(out_rate, one_hot(yb, self.net.sizes[OUTPUT]))))
         return n_wrong / len(x), loss / len(x)

@@ -13,8 +13,19 @@ def make_engine(name: str, net, dt: float, dtype="float32", **options) -> Engine
 
         return NumbaEngine(net, dt, dtype)
     if name == "jax":
-        raise ValueError("dynamics.engine = 'jax': the jax/diffrax engine is not available yet; use 'numba'")
+        from .jax_engine import JaxEngine
+
+        return JaxEngine(net, dt, dtype, **options)
     raise ValueError(f"engine = {name!r} is not allowed; use one of {', '.join(ENGINES)}")
 
 
-__all__ = ["ClampedSystem", "Engine", "Relaxation", "make_engine", "ENGINES"]
+def engine_from_params(cfg, net) -> Engine:
+    """The engine a validated parameter file (:class:`hebbsim.data.params.RunParams`) asks for."""
+    dyn = cfg.dynamics
+    options = {}
+    if dyn.engine == "jax":
+        options = dict(solver=dyn.solver, rtol=dyn.rtol, atol=dyn.atol)
+    return make_engine(dyn.engine, net, dyn.dt, dyn.dtype, **options)
+
+
+__all__ = ["ClampedSystem", "Engine", "Relaxation", "make_engine", "engine_from_params", "ENGINES"]

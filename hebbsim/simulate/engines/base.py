@@ -15,11 +15,17 @@ States = dict[str, np.ndarray]
 
 @dataclass
 class Relaxation:
-    """Result of one phase: final states, Euler steps taken and final max |ds/dt|."""
+    """Result of one phase: final states, Euler steps taken and final max |ds/dt|.
+
+    Inside a traced (jitted) computation ``steps`` and ``residual`` are array scalars and
+    ``finite`` holds, per population, whether every state stayed finite (an engine cannot
+    raise from inside a trace); eagerly a non-finite state raises instead and ``finite`` is
+    ``None``."""
 
     states: States
     steps: int
     residual: float
+    finite: dict | None = None
 
 
 class ClampedSystem(Protocol):
