@@ -156,7 +156,7 @@ def _fg_weight_chunk(net, params, x, d, n_steps, dt, keys, weight):
 
 
 def fg_weight(net: Network, params: Params, x, d, n_steps: int, dt: float, key, n_draws: int) -> Grads:
-    """Mean of ``n_draws`` weight-perturbed forward gradients :math:`(\nabla\mathcal L\cdot v)\,v`."""
+    r"""Mean of ``n_draws`` weight-perturbed forward gradients :math:`(\nabla\mathcal L\cdot v)\,v`."""
     return _mean_over_draws(_fg_weight_chunk, key, n_draws, net, _as_jax(params), jnp.asarray(x), jnp.asarray(d),
                             n_steps, float(dt))
 
