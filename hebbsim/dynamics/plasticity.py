@@ -58,8 +58,12 @@ def ep_chl_classic(net: Network, free: States, nudged: States, beta, minus: Stat
                    mask=None) -> dict:
     """Gradient estimate of ``ep_chl_classic``: difference of the Hebbian products of two phases."""
     free, pos, neg, b, n = _contrast(free, nudged, beta, minus, mask)
-    grads = {f"W_{p.name}": -(pos[p.dst].T @ pos[p.src] - neg[p.dst].T @ neg[p.src]) / (b * n)
-             for p in net.learned}
+    grads = {}
+    for p in net.learned:
+        if pos[p.src] is neg[p.src]:  # the clamped input: one product instead of two
+            grads[f"W_{p.name}"] = -((pos[p.dst] - neg[p.dst]).T @ pos[p.src]) / (b * n)
+        else:
+            grads[f"W_{p.name}"] = -(pos[p.dst].T @ pos[p.src] - neg[p.dst].T @ neg[p.src]) / (b * n)
     grads.update(_bias_grads(net, pos, neg, b, n))
     return grads
 
