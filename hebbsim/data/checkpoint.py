@@ -4,7 +4,7 @@ A checkpoint holds named numpy arrays (weights, biases, optimizer state, persist
 and a JSON-serialisable ``meta`` dict (epoch, RNG state, parameter file). It is written
 atomically — a temporary file in the same folder, ``fsync``, then ``os.replace`` — so a run
 killed at any moment leaves either the previous checkpoint or the new one, never a torn file.
-It is read with ``allow_pickle=False``: a checkpoint cannot execute code.
+It is written and read with ``allow_pickle=False``: a checkpoint cannot execute code.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def save_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], meta: dict)
     payload = {k: np.asarray(v) for k, v in arrays.items()}
     payload[META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     with open(tmp, "wb") as f:
-        np.savez(f, **payload)
+        np.savez(f, allow_pickle=False, **payload)
         f.flush()
         os.fsync(f.fileno())
     replace_durably(tmp, path)
