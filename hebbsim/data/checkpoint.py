@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HebbsimError
+from .crashpoints import stall_point
 
 META_KEY = "__meta__"
 
@@ -59,6 +60,7 @@ def save_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], meta: dict)
         np.savez(f, allow_pickle=False, **payload)
         f.flush()
         os.fsync(f.fileno())
+    stall_point("checkpoint", int(meta.get("epoch", -1)))
     replace_durably(tmp, path)
     return path
 
