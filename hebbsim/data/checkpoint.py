@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HebbsimError
+from .atomic import replace_durably
 from .crashpoints import stall_point
 
 META_KEY = "__meta__"
@@ -30,24 +31,6 @@ def checkpoint_path(run_path: str | Path) -> Path:
     """The checkpoint beside a run file: ``runs/x.h5`` → ``runs/x.ckpt.npz``."""
     run_path = Path(run_path)
     return run_path.with_name(run_path.stem + ".ckpt.npz")
-
-
-def fsync_path(path: str | Path) -> None:
-    """Flush a file (or a folder's entries) to the storage device."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def replace_durably(tmp: Path, path: Path) -> None:
-    """Atomically move a written, fsynced ``tmp`` over ``path`` and make the rename durable."""
-    os.replace(tmp, path)
-    try:
-        fsync_path(path.parent)
-    except OSError:  # some file systems cannot fsync a folder; the rename is still atomic
-        pass
 
 
 def save_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], meta: dict) -> Path:

@@ -34,7 +34,7 @@ import xarray as xr
 
 from ..dynamics.network import INPUT
 from ..errors import HebbsimError
-from .checkpoint import fsync_path, replace_durably
+from .atomic import fsync_path, replace_durably
 from .crashpoints import stall_point
 
 SCHEMA = "hebbsim-run/1"
