@@ -26,20 +26,25 @@ from .training import EPTrainer
 
 
 class RecordingTrainer(EPTrainer):
-    """An :class:`EPTrainer` that also keeps the mean loss of every training batch."""
+    """An :class:`EPTrainer` that also keeps the mean loss of every training batch.
+
+    The losses are kept as the engine returns them (per-sample losses or their sum, possibly
+    array scalars on a device) and converted once per epoch, so recording never makes a
+    batch wait for the previous one."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._batch_losses: list[float] = []
+        self._batch_losses: list[tuple] = []
 
-    def train_step(self, *args, **kwargs) -> dict:
-        out = super().train_step(*args, **kwargs)
-        self._batch_losses.append(float(np.mean(out["loss"])))
+    def train_step(self, x, *args, **kwargs) -> dict:
+        out = super().train_step(x, *args, **kwargs)
+        self._batch_losses.append((out["loss"], len(x)))
         return out
 
     def take_batch_losses(self) -> np.ndarray:
-        """The batch losses since the last call (one epoch's worth), in order."""
-        out, self._batch_losses = np.array(self._batch_losses, dtype=np.float64), []
+        """The mean loss of each batch since the last call (one epoch's worth), in order."""
+        out = np.array([float(np.sum(loss)) / n for loss, n in self._batch_losses], dtype=np.float64)
+        self._batch_losses = []
         return out
 
 

@@ -1,5 +1,6 @@
 """The run file's schema (SPEC §5) depends on the network and [record], never on the engine."""
 
+import numpy as np
 import pytest
 
 import hebbsim
@@ -25,6 +26,9 @@ def test_schema_of_a_loop_run(tiny_run):
     ds = hebbsim.run(tiny_run(learning__epochs=1), progress=False, log=None)
     assert run_schema(ds) == TINY_LOOP_SCHEMA
     assert list(ds.phase.values) == ["free", "nudged"]
+    # 30 equal batches of 10: the batch losses average to the epoch's training loss
+    assert ds.sizes["iteration"] == 30
+    np.testing.assert_allclose(ds.batch_loss.mean().item(), ds.train_loss.item(), rtol=1e-12)
 
 
 def test_numba_and_jax_runs_have_the_same_schema(tiny_run):
