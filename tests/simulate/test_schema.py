@@ -28,7 +28,7 @@ def test_schema_of_a_loop_run(tiny_run):
     assert list(ds.phase.values) == ["free", "nudged"]
     # 30 equal batches of 10: the batch losses average to the epoch's training loss
     assert ds.sizes["iteration"] == 30
-    np.testing.assert_allclose(ds.batch_loss.mean().item(), ds.train_loss.item(), rtol=1e-12)
+    np.testing.assert_allclose(ds.batch_loss.mean().item(), ds.train_loss.item(), rtol=1e-6)  # float32 sums
 
 
 def test_numba_and_jax_runs_have_the_same_schema(tiny_run):
