@@ -121,12 +121,34 @@ class DataConfig(_Section):
     test_subset: int | None = Field(None, ge=1, description="use only the first N test samples")
 
 
+PHASE_NAMES = ("free", "nudged", "nudged_minus")
+
+
 class RecordConfig(_Section):
+    """What the run file records (SPEC §5). Probe samples are fixed data-set indices: ``probes``
+    samples of the ``probe_split`` split, evenly spaced over it (``probe_spacing = "even"``) or
+    the first ones (``"first"``); their states are recorded every ``every_steps`` Euler steps of
+    each phase in ``phases`` at the end of every epoch."""
+
     path: str = "runs/run.h5"
-    probes: int = Field(16, ge=0)
-    every_steps: int = Field(2, ge=1)
-    populations: list[str] = ["h1", "o"]
-    weights_every: int = Field(5, ge=1)
+    probes: int = Field(16, ge=0, description="number of probe samples (0: no state trajectories)")
+    probe_split: Literal["test", "train"] = "test"
+    probe_spacing: Literal["even", "first"] = "even"
+    every_steps: int = Field(2, ge=1, description="record probe states every this many Euler steps")
+    populations: list[str] | None = Field(None, description="populations whose states are recorded (default: all but x)")
+    phases: list[Literal[PHASE_NAMES]] | None = Field(  # type: ignore[valid-type]
+        None, description="phases whose probe states are recorded (default: every phase the run has)")
+    weights_every: int = Field(5, ge=1, description="store a weight snapshot every this many epochs (and the last)")
+    compression: Literal["gzip", "lzf", "none"] = "gzip"
+    compression_level: int = Field(4, ge=1, le=9, description="gzip level (1 fastest … 9 smallest)")
+
+    @model_validator(mode="after")
+    def _unique(self):
+        for key in ("populations", "phases"):
+            names = getattr(self, key)
+            if names is not None and len(set(names)) != len(names):
+                raise ValueError(f"record.{key} = {names}: names must not repeat")
+        return self
 
 
 DATASET_SHAPES = {"digits": (64, 10), "mnist": (784, 10)}
@@ -168,7 +190,22 @@ class RunParams(_Section):
         lrs = lr if isinstance(lr, list) else list(lr.values()) if isinstance(lr, dict) else [lr]
         if any(v <= 0 for v in lrs):
             raise ValueError(f"learning.lr = {lr}: learning rates must be > 0")
+        dynamic = [p.name for p in net.dynamic_populations]
+        for pop in self.record.populations or ():
+            if pop not in dynamic:
+                raise ValueError(f"record.populations = {self.record.populations}: {pop!r} is not a recordable "
+                                 f"population of this network; use some of {', '.join(dynamic)}")
+        for phase in self.record.phases or ():
+            if phase not in self.phases:
+                raise ValueError(f"record.phases = {self.record.phases}: this run has no {phase!r} phase "
+                                 f"(its phases: {', '.join(self.phases)}; nudged_minus needs "
+                                 "dynamics.symmetric_nudging = true)")
         return self
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """The phases every training batch runs, in order."""
+        return PHASE_NAMES if self.dynamics.symmetric_nudging else PHASE_NAMES[:2]
 
     def build_network(self) -> Network:
         n = self.network

@@ -1,34 +1,296 @@
-"""Run files: per-epoch metrics, final weights and provenance as an xarray Dataset in HDF5.
+"""Run files (SPEC §5): one HDF5 file per run, written through h5netcdf, appended every epoch.
 
-This is the minimal store of the core (rewritten atomically after every epoch: write to a
-temporary file, then rename, so a run killed at any moment leaves the previous complete
-file). The streaming store of SPEC §5 replaces it.
+A run file is a netCDF4-style HDF5 file that ``xarray.open_dataset(path, engine="h5netcdf")``
+opens (lazily with ``chunks={}``). Its dimensions:
+
+- ``epoch`` (unlimited), ``iteration`` (unlimited, one per training batch), ``snapshot``
+  (unlimited, one per stored set of weights; coordinate = the epoch after which they were
+  taken, 0 = initialisation);
+- ``phase`` (the phases of a training batch), ``step`` (Euler steps at which probe states are
+  recorded), ``probe`` (coordinate = the probe samples' data-set indices), ``<pop>_unit`` for
+  every population, ``projection`` (learned projections on a directed cycle).
+
+The store is engine-independent: it takes plain numpy arrays and floats (:class:`EpochRecord`).
+
+**Crash safety (copy, append, publish).** The file at ``path`` is never opened for writing.
+Each epoch is appended to a copy (``<path>.tmp``), which is then closed, fsynced and renamed
+over ``path`` (``os.replace``, atomic on POSIX). A run killed at any moment therefore leaves
+``path`` as it was after the last completed epoch, and readers may open ``path`` at any time,
+even while the run writes (they see the epochs published so far). Appending epoch ``k`` first
+drops anything the file holds from epoch ``k`` on, so a resumed run rewrites an epoch that was
+published before its checkpoint and every epoch is held exactly once.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5netcdf
+import h5py
+import numpy as np
 import xarray as xr
 
+from ..dynamics.network import INPUT
+from ..errors import HebbsimError
+from .atomic import fsync_path, replace_durably
+from .crashpoints import stall_point
 
-def write_run(path: str | Path, ds: xr.Dataset) -> Path:
-    """Write ``ds`` to ``path`` (HDF5 through h5netcdf) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+SCHEMA = "hebbsim-run/1"
+
+METRICS: dict[str, tuple[str, str]] = {
+    "train_error": ("1", "fraction of training samples misclassified at the free fixed point during the epoch"),
+    "test_error": ("1", "fraction of test samples misclassified at the free fixed point (started from zeros)"),
+    "train_loss": ("1", "mean 0.5*||rho(s_o) - d||^2 over the training samples (free fixed point, during the epoch)"),
+    "test_loss": ("1", "mean 0.5*||rho(s_o) - d||^2 over the test samples"),
+    "epoch_time": ("s", "wall time of the epoch's training pass"),
+}
+"""Per-epoch scalars: name → (units, description)."""
+
+
+class StoreError(HebbsimError):
+    """A run file cannot be written or does not fit what is being appended."""
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The fixed part of a run file: its fixed dimensions and which variables it holds."""
+
+    populations: dict[str, int]  # every population (the input x included) → number of units
+    phases: tuple[str, ...]  # the phase coordinate: the phases of a training batch
+    steps: np.ndarray  # the step coordinate: Euler steps at which probe states are recorded
+    dt: float  # Euler time step (the step coordinate times dt is the time)
+    probe: np.ndarray  # the probe coordinate: probe samples' indices in their split
+    probe_split: str  # "test" or "train"
+    probe_label: np.ndarray  # (probe,) class labels of the probe samples
+    probe_input: np.ndarray  # (probe, x_unit) the probe samples' inputs
+    recorded: tuple[str, ...]  # populations with a state_<pop> variable
+    weights: dict[str, tuple[str, str]]  # stored projection → (src, dst)
+    loop_projections: tuple[str, ...]  # the projection coordinate of loop_alignment
+    dtype: str  # dtype of states, weights and biases (the run's dtype)
+
+    @property
+    def records_states(self) -> bool:
+        return bool(self.recorded) and len(self.probe) > 0
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch appends to a run file (plain numpy arrays and floats)."""
+
+    epoch: int  # 1-based
+    metrics: dict[str, float]  # every key of METRICS
+    residual: dict[str, float]  # phase → mean over batches of the final max|ds/dt|
+    batch_loss: np.ndarray  # (batches,) mean loss of each training batch
+    states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # pop → phase → (steps, probe, unit)
+    loop_alignment: dict[str, float] = field(default_factory=dict)  # projection → degrees
+    weights: dict[str, np.ndarray] | None = None  # a snapshot after this epoch: projection → (dst, src)
+    biases: dict[str, np.ndarray] | None = None  # with the snapshot: population → (unit,)
+
+
+def _filters(compression: str, level: int) -> dict:
+    if compression == "gzip":
+        return {"compression": "gzip", "compression_opts": level, "shuffle": True}
+    if compression == "lzf":
+        return {"compression": "lzf", "shuffle": True}
+    return {}
+
+
+def _resize(f: h5py.File, dim: str, size: int) -> None:
+    """Resize an unlimited dimension: its dimension scale and every variable attached to it
+    (what ``h5netcdf.File.resize_dimension`` does)."""
+    scale = f[dim]
+    scale.resize((size,))
+    for ref, axis in scale.attrs.get("REFERENCE_LIST", ()):
+        f[ref].resize(size, axis)
+
+
+def _attrs(var, units: str, description: str, **more) -> None:
+    var.attrs["units"] = units
+    var.attrs["description"] = description
+    for k, v in more.items():
+        var.attrs[k] = v
+
+
+class RunStore:
+    """Writes one run file: :meth:`create` it, then :meth:`append` one :class:`EpochRecord`
+    per epoch (see the module docstring for why this never leaves a broken file)."""
+
+    def __init__(self, path: str | Path, compression: str = "gzip", compression_level: int = 4):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.filters = _filters(compression, compression_level)
+
+    # -- creating -------------------------------------------------------------------------------
+    def create(self, layout: RunLayout, attrs: dict, weights: dict[str, np.ndarray],
+               biases: dict[str, np.ndarray]) -> None:
+        """Write (and publish) a run file with no epochs and the initial weights as snapshot 0."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with h5netcdf.File(self.tmp, "w") as f:
+            self._define(f, layout, attrs)
+        with h5py.File(self.tmp, "a") as f:
+            self._write_snapshot(f, 0, weights, biases)
+        self._publish(0)
+
+    def _define(self, f: h5netcdf.File, lay: RunLayout, attrs: dict) -> None:
+        dims: dict[str, int | None] = {"epoch": None, "iteration": None, "snapshot": None, "phase": len(lay.phases)}
+        dims.update({f"{pop}_unit": n for pop, n in lay.populations.items()})
+        if lay.records_states:
+            dims.update({"step": len(lay.steps), "probe": len(lay.probe)})
+        if lay.loop_projections:
+            dims["projection"] = len(lay.loop_projections)
+        f.dimensions = dims
+        dtype, z = np.dtype(lay.dtype), self.filters
+
+        v = f.create_variable("epoch", ("epoch",), "i8", chunks=(1024,))
+        _attrs(v, "1", "training epochs completed (1-based)")
+        v = f.create_variable("iteration", ("iteration",), "i8", chunks=(4096,), **z)
+        _attrs(v, "1", "training batch, counted over the run (1-based)")
+        v = f.create_variable("batch_epoch", ("iteration",), "i8", chunks=(4096,), **z)
+        _attrs(v, "1", "the epoch a training batch belongs to")
+        v = f.create_variable("snapshot", ("snapshot",), "i8", chunks=(256,))
+        _attrs(v, "1", "epoch after which the weights were stored (0: initialisation)")
+        v = f.create_variable("phase", ("phase",), h5py.string_dtype(), data=np.array(lay.phases, dtype=object))
+        _attrs(v, "", "phase of a training batch: free (beta = 0), nudged (+beta), nudged_minus (-beta)")
+
+        for name, (units, description) in METRICS.items():
+            v = f.create_variable(name, ("epoch",), "f8", chunks=(1024,), fillvalue=np.nan)
+            _attrs(v, units, description)
+        v = f.create_variable("residual", ("epoch", "phase"), "f8", chunks=(256, len(lay.phases)),
+                              fillvalue=np.nan)
+        _attrs(v, "1/time", "mean over the epoch's batches of max|ds/dt| at the end of each phase")
+        v = f.create_variable("batch_loss", ("iteration",), "f8", chunks=(4096,), fillvalue=np.nan, **z)
+        _attrs(v, "1", "mean 0.5*||rho(s_o) - d||^2 of a training batch at its free fixed point",
+               coordinates="batch_epoch")
+        if lay.loop_projections:
+            v = f.create_variable("projection", ("projection",), h5py.string_dtype(),
+                                  data=np.array(lay.loop_projections, dtype=object))
+            _attrs(v, "", "learned projection on a directed cycle")
+            v = f.create_variable("loop_alignment", ("epoch", "projection"), "f8",
+                                  chunks=(256, len(lay.loop_projections)), fillvalue=np.nan)
+            _attrs(v, "degree", "angle between M^T and the product of the other projections around M's "
+                                "shortest cycle (SPEC §4); below 90 the loop carries a useful signal")
+
+        for name, (src, dst) in lay.weights.items():
+            shape = (lay.populations[dst], lay.populations[src])
+            v = f.create_variable(f"weight_{name}", ("snapshot", f"{dst}_unit", f"{src}_unit"), dtype,
+                                  chunks=(1, *shape), **z)
+            _attrs(v, "1", f"weights of projection {src} -> {dst}, shape (n_{dst}, n_{src})")
+        for pop, n in lay.populations.items():
+            if pop == INPUT:  # the clamped input has no bias
+                continue
+            v = f.create_variable(f"bias_{pop}", ("snapshot", f"{pop}_unit"), dtype, chunks=(1, n), **z)
+            _attrs(v, "1", f"biases of population {pop}")
+
+        if lay.records_states:
+            v = f.create_variable("step", ("step",), "i8", data=np.asarray(lay.steps, np.int64))
+            _attrs(v, "Euler steps", "Euler steps since the start of the phase (time = step * dt)", dt=lay.dt)
+            v = f.create_variable("probe", ("probe",), "i8", data=np.asarray(lay.probe, np.int64))
+            _attrs(v, "1", f"index of the probe sample in the {lay.probe_split} split", split=lay.probe_split)
+            v = f.create_variable("probe_label", ("probe",), "i8", data=np.asarray(lay.probe_label, np.int64))
+            _attrs(v, "1", "class label of the probe sample")
+            v = f.create_variable("probe_input", ("probe", f"{INPUT}_unit"), dtype, data=lay.probe_input, **z)
+            _attrs(v, "1", "input of the probe sample (the clamped x)")
+            for pop in lay.recorded:
+                chunks = (1, 1, len(lay.steps), len(lay.probe), lay.populations[pop])
+                v = f.create_variable(f"state_{pop}", ("epoch", "phase", "step", "probe", f"{pop}_unit"), dtype,
+                                      chunks=chunks, fillvalue=np.array(np.nan, dtype), **z)
+                _attrs(v, "1", f"state s of population {pop} for the probe samples, during each phase, at the "
+                               "end of the epoch (free phase from zeros; nudged phases from the free end state; "
+                               "NaN past a phase's last step or for phases not recorded)",
+                       coordinates="probe_label")
+        for k, val in attrs.items():
+            f.attrs[k] = val
+        f.attrs["schema"] = SCHEMA
+
+    # -- appending ------------------------------------------------------------------------------
+    def epochs(self) -> int:
+        """Number of epochs the published run file holds."""
+        with h5netcdf.File(self.path, "r") as f:
+            return f.dimensions["epoch"].size
+
+    def attrs(self) -> dict:
+        """The published run file's global attributes."""
+        with h5netcdf.File(self.path, "r") as f:
+            return dict(f.attrs)
+
+    def append(self, rec: EpochRecord, attrs: dict | None = None) -> None:
+        """Append one epoch (replacing that epoch and later ones if the file already holds them)
+        and publish the file. ``attrs`` updates global attributes (e.g. ``end_time``).
+
+        The file's structure was laid down by :meth:`create` through h5netcdf; appending only
+        grows unlimited dimensions and writes data, which plain h5py does without h5netcdf's
+        per-write scans of every variable (several times faster)."""
+        shutil.copyfile(self.path, self.tmp)
+        stall_point("copy", rec.epoch)
+        with h5py.File(self.tmp, "a") as f:
+            self._truncate(f, rec.epoch)
+            n = rec.epoch - 1
+            _resize(f, "epoch", n + 1)
+            f["epoch"][n] = rec.epoch
+            phases = list(f["phase"].asstr()[:])
+            for pop, by_phase in rec.states.items():
+                var = f[f"state_{pop}"]
+                for phase, traj in by_phase.items():
+                    var[n, phases.index(phase), :len(traj)] = traj
+            stall_point("append", rec.epoch)
+            for name in METRICS:
+                f[name][n] = rec.metrics[name]
+            f["residual"][n] = [rec.residual.get(p, np.nan) for p in phases]
+            if rec.loop_alignment:
+                f["loop_alignment"][n] = [rec.loop_alignment[p] for p in f["projection"].asstr()[:]]
+            it0, nb = f["iteration"].shape[0], len(rec.batch_loss)
+            _resize(f, "iteration", it0 + nb)
+            f["iteration"][it0:] = np.arange(it0 + 1, it0 + nb + 1)
+            f["batch_epoch"][it0:] = rec.epoch
+            f["batch_loss"][it0:] = rec.batch_loss
+            if rec.weights is not None:
+                self._write_snapshot(f, rec.epoch, rec.weights, rec.biases or {})
+            for k, val in (attrs or {}).items():
+                f.attrs[k] = val
+        self._publish(rec.epoch)
+
+    @staticmethod
+    def _truncate(f: h5py.File, epoch: int) -> None:
+        """Drop whatever the file holds from ``epoch`` on (a resumed run redoes those epochs)."""
+        have = f["epoch"].shape[0]
+        if have < epoch - 1:
+            raise StoreError(f"cannot append epoch {epoch}: the run file holds only {have} epochs")
+        if have > epoch - 1:
+            _resize(f, "epoch", epoch - 1)
+        for dim, coord in (("iteration", "batch_epoch"), ("snapshot", "snapshot")):
+            size = f[dim].shape[0]
+            if size and f[coord][size - 1] >= epoch:
+                _resize(f, dim, int(np.searchsorted(f[coord][:], epoch)))
+
+    @staticmethod
+    def _write_snapshot(f: h5py.File, epoch: int, weights: dict[str, np.ndarray],
+                        biases: dict[str, np.ndarray]) -> None:
+        k = f["snapshot"].shape[0]
+        _resize(f, "snapshot", k + 1)
+        f["snapshot"][k] = epoch
+        for name, w in weights.items():
+            f[f"weight_{name}"][k] = w
+        for pop, b in biases.items():
+            f[f"bias_{pop}"][k] = b
+
+    def _publish(self, epoch: int) -> None:
+        fsync_path(self.tmp)
+        stall_point("publish", epoch)
+        replace_durably(self.tmp, self.path)
+        stall_point("published", epoch)
 
 
 def open_run(path: str | Path, **kwargs) -> xr.Dataset:
-    """Open a run file as an xarray Dataset (``chunks={}`` opens it lazily with dask)."""
+    """Open a run file as an xarray Dataset; ``chunks={}`` opens it lazily with dask. Safe while
+    the run is writing: the file at ``path`` is only ever replaced whole, never modified."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"run file {path} does not exist")
     return xr.open_dataset(path, engine="h5netcdf", **kwargs)
+
+
+def run_schema(ds: xr.Dataset) -> dict[str, tuple[str, ...]]:
+    """The schema of a run: every variable (coordinates included) → its dimension names."""
+    return {str(name): tuple(str(d) for d in ds[name].dims) for name in ds.variables}

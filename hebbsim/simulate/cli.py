@@ -1,4 +1,4 @@
-"""Command line: ``hebbsim run PARAMS.toml [--set section.key=value …]``, ``hebbsim info``."""
+"""Command line: ``hebbsim run PARAMS.toml [--set section.key=value …] [--resume]``, ``hebbsim info``."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("params", help="TOML parameter file")
     p_run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override one parameter (repeatable), e.g. --set learning.epochs=5")
+    p_run.add_argument("--resume", action="store_true",
+                       help="continue from the run's checkpoint after its last completed epoch")
     p_run.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     sub.add_parser("info", help="versions, engines and devices")
     args = parser.parse_args(argv)
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runner import run
 
     try:
-        ds = run(args.params, args.overrides, progress=not args.no_progress)
+        ds = run(args.params, args.overrides, resume=args.resume, progress=not args.no_progress)
     except HebbsimError as err:
         print(f"hebbsim: error: {err}", file=sys.stderr)
         return 2

@@ -1,4 +1,10 @@
-"""``hebbsim.run``: parameters in, a trained network's learning curves out (an xarray Dataset)."""
+"""``hebbsim.run``: parameters in, a trained network's run file out (opened as an xarray Dataset).
+
+Every epoch: train, evaluate the test set, run the probe samples through the phases, then
+append the epoch to the run file (:mod:`hebbsim.data.store`) and write the checkpoint
+(:mod:`hebbsim.data.checkpoint`) — in that order, so a checkpoint never runs ahead of the
+file; a resumed run redoes (and rewrites) an epoch published before its checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +15,16 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from ..analysis.alignment import loop_alignment, loop_paths
+from ..data.checkpoint import checkpoint_path, save_checkpoint
 from ..data.datasets import Dataset, load_dataset
 from ..data.params import RunParams, load_params
-from ..data.store import write_run
-from ..dynamics.params import Params, init_params
+from ..data.store import EpochRecord, RunStore, open_run
+from ..dynamics.params import init_params
 from .engines import engine_from_params
 from .provenance import now, provenance
-from .training import EPTrainer
-
-PHASES = ("free", "nudged", "nudged_minus")
+from .recording import ProbeRecorder, RecordingTrainer, run_layout
+from .resume import resume_point
 
 
 def _subset(data: Dataset, cfg: RunParams) -> Dataset:
@@ -28,37 +35,14 @@ def _subset(data: Dataset, cfg: RunParams) -> Dataset:
                    data.n_classes)
 
 
-def metrics_dataset(history: list[dict], params: Params, attrs: dict) -> xr.Dataset:
-    """The run's Dataset: per-epoch metrics, per-phase residuals and the latest weights."""
-    epochs = np.array([h["epoch"] for h in history], dtype=np.int64)
-    col = lambda k: np.array([h[k] for h in history], dtype=np.float64)  # noqa: E731
-    res = np.array([[h["residual"].get(p, np.nan) for p in PHASES] for h in history],
-                   dtype=np.float64).reshape(len(history), len(PHASES))
-    data_vars = {
-        "train_error": ("epoch", col("train_error"), {"units": "1", "description": "fraction of training samples misclassified at the free fixed point during the epoch"}),
-        "test_error": ("epoch", col("test_error"), {"units": "1", "description": "fraction of test samples misclassified at the free fixed point (started from zeros)"}),
-        "train_loss": ("epoch", col("train_loss"), {"units": "1", "description": "mean 0.5*||rho(s_o) - d||^2 over the training samples"}),
-        "test_loss": ("epoch", col("test_loss"), {"units": "1", "description": "mean 0.5*||rho(s_o) - d||^2 over the test samples"}),
-        "epoch_time": ("epoch", col("epoch_time"), {"units": "s", "description": "wall time of the training pass"}),
-        "residual": (("epoch", "phase"), res, {"units": "1/time", "description": "mean over batches of max|ds/dt| at the end of each phase"}),
-    }
-    snapshot = epochs[-1:] if len(epochs) else np.array([0])
-    for name, w in params.weights.items():
-        src, dst = name.split("_to_")
-        data_vars[f"weight_{name}"] = (("snapshot", f"{dst}_unit", f"{src}_unit"), w[None].astype(np.float64),
-                                       {"units": "1", "description": f"weights of projection {src} -> {dst} (latest snapshot)"})
-    for pop, b in params.biases.items():
-        data_vars[f"bias_{pop}"] = (("snapshot", f"{pop}_unit"), b[None].astype(np.float64), {"units": "1"})
-    ds = xr.Dataset(data_vars, coords={"epoch": epochs, "phase": list(PHASES), "snapshot": snapshot}, attrs=attrs)
-    return ds
-
-
-def run(params: str | Path | dict | RunParams, overrides: list[str] | None = None, *, progress: bool = True,
-        log=print) -> xr.Dataset:
-    """Train the network described by ``params`` and return (and store) its Dataset.
+def run(params: str | Path | dict | RunParams, overrides: list[str] | None = None, *, resume: bool = False,
+        progress: bool = True, log=print) -> xr.Dataset:
+    """Train the network described by ``params``, write its run file and return it opened.
 
     ``params`` is a parameter file path, a dict with its contents or a validated
-    :class:`RunParams`; ``overrides`` are ``"section.key=value"`` strings.
+    :class:`RunParams`; ``overrides`` are ``"section.key=value"`` strings. With ``resume``,
+    continue from the checkpoint beside the run file (``<run>.ckpt.npz``) after its last
+    completed epoch; only ``learning.epochs`` may differ from the checkpoint's parameters.
     """
     cfg = load_params(params, overrides)
     net = cfg.build_network()
@@ -67,30 +51,51 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
     rng = np.random.default_rng(cfg.learning.seed)
     model = init_params(net, rng, dtype)
     engine = engine_from_params(cfg, net)
-    trainer = EPTrainer(cfg, net, engine, model, len(data.x_train), rng)
+    trainer = RecordingTrainer(cfg, net, engine, model, len(data.x_train), rng)
     x_train, x_test = data.x_train.astype(dtype), data.x_test.astype(dtype)
-    attrs = provenance(cfg.to_toml(), engine.name, dtype.name, cfg.learning.seed)
-    path = Path(cfg.record.path)
-    history: list[dict] = []
-    ds = metrics_dataset(history, model, attrs)
-    epochs = tqdm(range(1, cfg.learning.epochs + 1), desc="epochs", disable=not progress, unit="epoch")
+    probes = ProbeRecorder(cfg, net, data)
+    cycles = loop_paths(net)
+    rec = cfg.record
+    store = RunStore(rec.path, rec.compression, rec.compression_level)
+    ckpt = checkpoint_path(rec.path)
+
+    start = resume_point(cfg, store, ckpt, trainer, log) if resume else 0
+    attrs = {}
+    if start == 0:
+        ckpt.unlink(missing_ok=True)
+        store.create(run_layout(cfg, net, probes, tuple(cycles), model),
+                     provenance(cfg.to_toml(), engine.name, dtype.name, cfg.learning.seed), model.weights,
+                     model.biases)
+    else:
+        attrs["resumed_at"] = " ".join(filter(None, [store.attrs().get("resumed_at", ""), now()]))
+
+    epochs = tqdm(range(start + 1, cfg.learning.epochs + 1), desc="epochs", disable=not progress, unit="epoch")
     for epoch in epochs:
         t0 = time.perf_counter()
         stats = trainer.train_epoch(x_train, data.y_train, progress=progress, desc=f"epoch {epoch}")
         elapsed = time.perf_counter() - t0
         test_error, test_loss = trainer.evaluate(x_test, data.y_test)
-        history.append({"epoch": epoch, "train_error": stats.error, "train_loss": stats.loss,
-                        "test_error": test_error, "test_loss": test_loss, "epoch_time": elapsed,
-                        "residual": stats.residual})
-        attrs["end_time"] = now()
-        ds = metrics_dataset(history, model, attrs)
-        write_run(path, ds)
+        t1 = time.perf_counter()
+        snapshot = epoch % rec.weights_every == 0 or epoch == cfg.learning.epochs
+        store.append(EpochRecord(
+            epoch=epoch,
+            metrics={"train_error": stats.error, "train_loss": stats.loss, "test_error": test_error,
+                     "test_loss": test_loss, "epoch_time": elapsed},
+            residual=stats.residual,
+            batch_loss=trainer.take_batch_losses(),
+            states=probes.record(engine, model),
+            loop_alignment=loop_alignment(net, model, cycles),
+            weights=model.weights if snapshot else None,
+            biases=model.biases if snapshot else None,
+        ), {**attrs, "end_time": now()})
+        arrays, meta = trainer.state_dict()
+        save_checkpoint(ckpt, arrays, {"epoch": epoch, "parameters": cfg.to_toml(), "trainer": meta})
         msg = (f"epoch {epoch:3d}  train error {100 * stats.error:6.2f}%  loss {stats.loss:.4f}  "
-               f"test error {100 * test_error:6.2f}%  ({elapsed:.1f} s)")
+               f"test error {100 * test_error:6.2f}%  ({elapsed:.1f} s; recording {time.perf_counter() - t1:.2f} s)")
         if progress:
             epochs.write(msg)
         elif log:
             log(msg)
     if log:
-        log(f"run file: {path}")
-    return ds
+        log(f"run file: {store.path}")
+    return open_run(store.path)

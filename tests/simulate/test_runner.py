@@ -10,35 +10,16 @@ import xarray as xr
 import hebbsim
 from hebbsim.simulate.cli import main
 
-TINY = {
-    "network": {"layers": [64, 32, 10], "topology": "loop", "clip_states": True},
-    "dynamics": {"dt": 0.5, "free_steps": 20, "nudge_steps": 6, "beta": 1.0},
-    "learning": {"lr": [0.1, 0.05, 0.05], "batch_size": 10, "epochs": 3, "seed": 3},
-    "data": {"dataset": "digits", "train_subset": 300, "test_subset": 100},
-}
-
-
-def _params(tmp_path, **changes):
-    import copy
-
-    p = copy.deepcopy(TINY)
-    for key, value in changes.items():
-        section, name = key.split("__")
-        p[section][name] = value
-    p["record"] = {"path": str(tmp_path / "run.h5")}
-    return p
-
-
-def test_loop_with_fixed_random_loop_lowers_training_loss(tmp_path):
-    p = _params(tmp_path, network__loop={"kind": "fixed"}, learning__lr=[0.2, 0.1], learning__epochs=10)
+def test_loop_with_fixed_random_loop_lowers_training_loss(tiny_run):
+    p = tiny_run(network__loop={"kind": "fixed"}, learning__lr=[0.2, 0.1], learning__epochs=10)
     ds = hebbsim.run(p, progress=False, log=None)
     loss, error = ds.train_loss.values, ds.train_error.values
     assert loss[-1] < 0.4 * loss[0], loss  # measured: 0.54 → 0.14
     assert error[-1] < 0.25, error  # chance is 0.9; measured 0.13
 
 
-def test_run_file_holds_metrics_weights_and_provenance(tmp_path):
-    p = _params(tmp_path)
+def test_run_file_holds_metrics_weights_and_provenance(tiny_run, tmp_path):
+    p = tiny_run()
     ds = hebbsim.run(p, progress=False, log=None)
     on_disk = hebbsim.open_run(tmp_path / "run.h5")
     assert list(on_disk.epoch.values) == [1, 2, 3]
@@ -56,14 +37,14 @@ def test_run_file_holds_metrics_weights_and_provenance(tmp_path):
     assert lazy.train_error.chunks is not None
 
 
-def test_same_seed_is_bit_reproducible(tmp_path):
-    a = hebbsim.run(_params(tmp_path / "a", dynamics__persistent_states=True, dynamics__random_sign_beta=True,
+def test_same_seed_is_bit_reproducible(tiny_run):
+    a = hebbsim.run(tiny_run("a", dynamics__persistent_states=True, dynamics__random_sign_beta=True,
                             dynamics__symmetric_nudging=True), progress=False, log=None)
-    b = hebbsim.run(_params(tmp_path / "b", dynamics__persistent_states=True, dynamics__random_sign_beta=True,
+    b = hebbsim.run(tiny_run("b", dynamics__persistent_states=True, dynamics__random_sign_beta=True,
                             dynamics__symmetric_nudging=True), progress=False, log=None)
     np.testing.assert_array_equal(a.weight_x_to_h1.values, b.weight_x_to_h1.values)
     np.testing.assert_array_equal(a.train_loss.values, b.train_loss.values)
-    c = hebbsim.run(_params(tmp_path / "c", learning__seed=4), progress=False, log=None)
+    c = hebbsim.run(tiny_run("c", learning__seed=4), progress=False, log=None)
     assert not np.array_equal(a.weight_x_to_h1.values, c.weight_x_to_h1.values)
 
 
@@ -108,14 +89,14 @@ def test_numba_kernel_is_cached_between_processes(tmp_path):
     assert hits >= 1 and misses == 0
 
 
-def test_trainer_state_dict_round_trip_continues_bit_identically():
+def test_trainer_state_dict_round_trip_continues_bit_identically(tiny_run):
     from hebbsim.data.datasets import load_dataset
     from hebbsim.data.params import load_params
     from hebbsim.dynamics.params import init_params
     from hebbsim.simulate.engines import make_engine
     from hebbsim.simulate.training import EPTrainer
 
-    cfg = load_params(TINY, ["learning.optimizer=\"adam\"", "dynamics.persistent_states=true",
+    cfg = load_params(tiny_run(), ["learning.optimizer=\"adam\"", "dynamics.persistent_states=true",
                              "dynamics.random_sign_beta=true"])
     net = cfg.build_network()
     data = load_dataset("digits")
