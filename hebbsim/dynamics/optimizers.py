@@ -31,6 +31,14 @@ def _assign(old, new):
     return new.astype(old.dtype)
 
 
+def _descend(theta, step):
+    """``theta - step``, in place for numpy (one pass, no temporary the size of ``theta``)."""
+    if isinstance(theta, np.ndarray):
+        theta -= step
+        return theta
+    return (theta - step).astype(theta.dtype)
+
+
 class Optimizer:
     def __init__(
         self,
@@ -79,7 +87,7 @@ class Optimizer:
                 if self.momentum:
                     m[name] = _assign(m[name], self.momentum * m[name] + g)
                     g = m[name]
-                out[name] = _assign(theta, theta - lr * g)
+                out[name] = _descend(theta, lr * g)
             else:
                 b1, b2 = self.betas
                 m[name] = _assign(m[name], b1 * m[name] + (1 - b1) * g)
@@ -87,7 +95,7 @@ class Optimizer:
                 m_hat = m[name] / (1 - b1**t)
                 v_hat = v[name] / (1 - b2**t)
                 upd = m_hat / (xp_of(v_hat).sqrt(v_hat) + self.eps) + decay * theta
-                out[name] = _assign(theta, theta - lr * upd)
+                out[name] = _descend(theta, lr * upd)
         return out, {"t": t, "m": m, "v": v}
 
     # -- stateful numpy convenience -----------------------------------------------------------

@@ -49,7 +49,8 @@ def _bias_grads(net: Network, pos: States, neg: States, b, n) -> dict:
 def ep_chl(net: Network, free: States, nudged: States, beta, minus: States | None = None, mask=None) -> dict:
     """Gradient estimate of ``ep_chl``: pre-synaptic free rate × change of the post-synaptic rate."""
     free, pos, neg, b, n = _contrast(free, nudged, beta, minus, mask)
-    grads = {f"W_{p.name}": -((pos[p.dst] - neg[p.dst]).T @ free[p.src]) / (b * n) for p in net.learned}
+    scale = -1.0 / (b * n)  # applied to the small (batch, n_post) factor, not the product
+    grads = {f"W_{p.name}": ((pos[p.dst] - neg[p.dst]) * scale).T @ free[p.src] for p in net.learned}
     grads.update(_bias_grads(net, pos, neg, b, n))
     return grads
 
@@ -58,12 +59,15 @@ def ep_chl_classic(net: Network, free: States, nudged: States, beta, minus: Stat
                    mask=None) -> dict:
     """Gradient estimate of ``ep_chl_classic``: difference of the Hebbian products of two phases."""
     free, pos, neg, b, n = _contrast(free, nudged, beta, minus, mask)
+    scale = -1.0 / (b * n)  # applied to the small (batch, n_post) factors, not the products
     grads = {}
     for p in net.learned:
         if pos[p.src] is neg[p.src]:  # the clamped input: one product instead of two
-            grads[f"W_{p.name}"] = -((pos[p.dst] - neg[p.dst]).T @ pos[p.src]) / (b * n)
+            grads[f"W_{p.name}"] = ((pos[p.dst] - neg[p.dst]) * scale).T @ pos[p.src]
         else:
-            grads[f"W_{p.name}"] = -(pos[p.dst].T @ pos[p.src] - neg[p.dst].T @ neg[p.src]) / (b * n)
+            g = (pos[p.dst] * scale).T @ pos[p.src]
+            g -= (neg[p.dst] * scale).T @ neg[p.src]
+            grads[f"W_{p.name}"] = g
     grads.update(_bias_grads(net, pos, neg, b, n))
     return grads
 
