@@ -49,13 +49,16 @@ def loop_paths(net: Network) -> dict[str, tuple[Projection, ...]]:
     return paths
 
 
-def angle(a: np.ndarray, b: np.ndarray) -> float:
-    """The angle between two arrays in the Frobenius inner product, in degrees (NaN if one is 0)."""
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two arrays in the Frobenius inner product (NaN if one is 0)."""
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     norm = np.linalg.norm(a) * np.linalg.norm(b)
-    if norm == 0:
-        return float("nan")
-    return float(np.degrees(np.arccos(np.clip(a @ b / norm, -1.0, 1.0))))
+    return float(a @ b / norm) if norm else float("nan")
+
+
+def angle(a: np.ndarray, b: np.ndarray) -> float:
+    """The angle between two arrays in the Frobenius inner product, in degrees (NaN if one is 0)."""
+    return float(np.degrees(np.arccos(np.clip(cosine(a, b), -1.0, 1.0))))
 
 
 def loop_alignment(net: Network, params: Params, paths: dict[str, tuple[Projection, ...]] | None = None

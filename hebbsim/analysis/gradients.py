@@ -42,6 +42,7 @@ from jax.flatten_util import ravel_pytree
 from ..dynamics import rhs
 from ..dynamics.network import OUTPUT, Network
 from ..dynamics.params import Params
+from .alignment import angle, cosine  # noqa: F401  (re-exported: the comparisons of this module)
 from ..simulate.engines import jax_engine  # noqa: F401  (registers Params as a JAX pytree)
 
 Grads = dict[str, jax.Array]
@@ -196,13 +197,21 @@ def fg_activity(net: Network, params: Params, x, d, n_steps: int, dt: float, key
                             jnp.asarray(d), n_steps, float(dt))
 
 
-# -- comparing estimates --------------------------------------------------------------------------
-def cosine(a, b) -> float:
-    """Cosine similarity of two arrays seen as flat vectors."""
-    a, b = np.ravel(np.asarray(a, np.float64)), np.ravel(np.asarray(b, np.float64))
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
-def angle(a, b) -> float:
-    """Angle in degrees between two arrays seen as flat vectors (SPEC §4)."""
-    return float(np.degrees(np.arccos(np.clip(cosine(a, b), -1.0, 1.0))))
+# -- the rules against the exact gradient (SPEC §4, gradient alignment) ---------------------------
+def ep_gradient_alignment(net: Network, engine, params: Params, x, d, rule, beta: float, n_free: int,
+                          n_nudge: int, tol: float = 1e-6) -> dict[str, float]:
+    """Angle (degrees) between an EP rule's update and −∇_W L for every learned projection, on
+    the batch ``x``: the free phase is relaxed for up to ``n_free`` steps (or to ``tol``), the
+    nudged phase for ``n_nudge`` steps at ``beta``, the exact gradient is taken at the free
+    state by :func:`implicit_gradient` (float64)."""
+    system = engine.clamp(params, x)
+    zeros = rhs.zero_states(net, len(x), engine.dtype)
+    free = system.relax(zeros, n_free, tol=tol)
+    nudged = system.relax(free.states, n_nudge, beta=beta, target=d, phase="nudged")
+    to_np = lambda s: {k: np.asarray(v, np.float64) for k, v in s.items()}  # noqa: E731
+    x64 = np.asarray(x, np.float64)
+    est = rule(net, rhs.rates(net, to_np(free.states), x64), rhs.rates(net, to_np(nudged.states), x64), beta)
+    with jax.enable_x64(True):  # the reference in float64 whatever the run's dtype
+        exact = implicit_gradient(net, params.astype(np.float64), x64, np.asarray(d, np.float64),
+                                  to_np(free.states))
+    return {p.name: angle(est[f"W_{p.name}"], np.asarray(exact[f"W_{p.name}"])) for p in net.learned}

@@ -139,6 +139,9 @@ class RecordConfig(_Section):
     phases: list[Literal[PHASE_NAMES]] | None = Field(  # type: ignore[valid-type]
         None, description="phases whose probe states are recorded (default: every phase the run has)")
     weights_every: int = Field(5, ge=1, description="store a weight snapshot every this many epochs (and the last)")
+    grad_alignment: bool = Field(
+        False, description="record the angle between each EP update and the exact gradient on the probe samples "
+                            "(needs the JAX reference: a compilation per run and a converged free phase)")
     compression: Literal["gzip", "lzf", "none"] = "gzip"
     compression_level: int = Field(4, ge=1, le=9, description="gzip level (1 fastest … 9 smallest)")
 

@@ -67,8 +67,9 @@ class RunLayout:
     probe_input: np.ndarray  # (probe, x_unit) the probe samples' inputs
     recorded: tuple[str, ...]  # populations with a state_<pop> variable
     weights: dict[str, tuple[str, str]]  # stored projection → (src, dst)
-    loop_projections: tuple[str, ...]  # the projection coordinate of loop_alignment
+    loop_projections: tuple[str, ...]  # the projection coordinate of loop_alignment (and grad_alignment)
     dtype: str  # dtype of states, weights and biases (the run's dtype)
+    grad_alignment: bool = False  # whether the file has grad_alignment(epoch, projection)
 
     @property
     def records_states(self) -> bool:
@@ -85,6 +86,7 @@ class EpochRecord:
     batch_loss: np.ndarray  # (batches,) mean loss of each training batch
     states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # pop → phase → (steps, probe, unit)
     loop_alignment: dict[str, float] = field(default_factory=dict)  # projection → degrees
+    grad_alignment: dict[str, float] = field(default_factory=dict)  # projection → degrees
     weights: dict[str, np.ndarray] | None = None  # a snapshot after this epoch: projection → (dst, src)
     biases: dict[str, np.ndarray] | None = None  # with the snapshot: population → (unit,)
 
@@ -171,6 +173,11 @@ class RunStore:
                                   chunks=(256, len(lay.loop_projections)), fillvalue=np.nan)
             _attrs(v, "degree", "angle between M^T and the product of the other projections around M's "
                                 "shortest cycle (SPEC §4); below 90 the loop carries a useful signal")
+            if lay.grad_alignment:
+                v = f.create_variable("grad_alignment", ("epoch", "projection"), "f8",
+                                      chunks=(256, len(lay.loop_projections)), fillvalue=np.nan)
+                _attrs(v, "degree", "angle between the learning rule's update and -dL/dW (exact, implicit "
+                                    "differentiation at the free fixed point) on the probe samples (SPEC §4)")
 
         for name, (src, dst) in lay.weights.items():
             shape = (lay.populations[dst], lay.populations[src])
@@ -238,8 +245,10 @@ class RunStore:
             for name in METRICS:
                 f[name][n] = rec.metrics[name]
             f["residual"][n] = [rec.residual.get(p, np.nan) for p in phases]
-            if rec.loop_alignment:
-                f["loop_alignment"][n] = [rec.loop_alignment[p] for p in f["projection"].asstr()[:]]
+            for var in ("loop_alignment", "grad_alignment"):
+                values = getattr(rec, var)
+                if values and var in f:
+                    f[var][n] = [values.get(p, np.nan) for p in f["projection"].asstr()[:]]
             it0, nb = f["iteration"].shape[0], len(rec.batch_loss)
             _resize(f, "iteration", it0 + nb)
             f["iteration"][it0:] = np.arange(it0 + 1, it0 + nb + 1)

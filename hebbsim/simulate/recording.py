@@ -132,5 +132,6 @@ def run_layout(cfg: RunParams, net: Network, probes: ProbeRecorder, loop_project
         weights={name: (net.projection(name).src, net.projection(name).dst) for name in params.weights},
         loop_projections=loop_projections,
         dtype=cfg.dynamics.dtype,
+        grad_alignment=cfg.record.grad_alignment,
     )
 

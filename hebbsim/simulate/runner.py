@@ -22,6 +22,9 @@ from ..data.params import RunParams, load_params
 from ..data.store import EpochRecord, RunStore, open_run
 from ..dynamics.params import init_params
 from .engines import engine_from_params
+from ..dynamics.loss import one_hot
+from ..dynamics.network import OUTPUT
+from ..dynamics.plasticity import EP_RULES
 from .provenance import now, provenance
 from .recording import ProbeRecorder, RecordingTrainer, run_layout
 from .resume import resume_point
@@ -33,6 +36,18 @@ def _subset(data: Dataset, cfg: RunParams) -> Dataset:
         return data
     return Dataset(data.name, data.x_train[:n_tr], data.y_train[:n_tr], data.x_test[:n_te], data.y_test[:n_te],
                    data.n_classes)
+
+
+def _grad_alignment(cfg: RunParams, net, engine, params, probes) -> dict[str, float]:
+    """SPEC §4 gradient alignment on the probe samples (EP rules; empty unless asked for)."""
+    if not cfg.record.grad_alignment or cfg.learning.rule not in EP_RULES or not len(probes.index):
+        return {}
+    from ..analysis.gradients import ep_gradient_alignment  # imports JAX: only when asked for
+
+    dyn = cfg.dynamics
+    d = one_hot(probes.labels, net.sizes[OUTPUT], engine.dtype)
+    return ep_gradient_alignment(net, engine, params, probes.x.astype(engine.dtype), d, EP_RULES[cfg.learning.rule],
+                                 dyn.beta, 10 * (dyn.eval_steps or dyn.free_steps), dyn.nudge_steps)
 
 
 def run(params: str | Path | dict | RunParams, overrides: list[str] | None = None, *, resume: bool = False,
@@ -63,7 +78,8 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
     attrs = {}
     if start == 0:
         ckpt.unlink(missing_ok=True)
-        store.create(run_layout(cfg, net, probes, tuple(cycles), model),
+        projections = tuple(p.name for p in net.learned) if rec.grad_alignment else tuple(cycles)
+        store.create(run_layout(cfg, net, probes, projections, model),
                      provenance(cfg.to_toml(), engine.name, dtype.name, cfg.learning.seed), model.weights,
                      model.biases)
     else:
@@ -85,6 +101,7 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
             batch_loss=trainer.take_batch_losses(),
             states=probes.record(engine, model),
             loop_alignment=loop_alignment(net, model, cycles),
+            grad_alignment=_grad_alignment(cfg, net, engine, model, probes),
             weights=model.weights if snapshot else None,
             biases=model.biases if snapshot else None,
         ), {**attrs, "end_time": now()})
