@@ -15,7 +15,7 @@ from ..data.store import write_run
 from ..dynamics.params import Params, init_params
 from .engines import engine_from_params
 from .provenance import now, provenance
-from .training import EPTrainer
+from .training import make_trainer
 
 PHASES = ("free", "nudged", "nudged_minus")
 
@@ -67,7 +67,7 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
     rng = np.random.default_rng(cfg.learning.seed)
     model = init_params(net, rng, dtype)
     engine = engine_from_params(cfg, net)
-    trainer = EPTrainer(cfg, net, engine, model, len(data.x_train), rng)
+    trainer = make_trainer(cfg, net, engine, model, len(data.x_train), rng)
     x_train, x_test = data.x_train.astype(dtype), data.x_test.astype(dtype)
     attrs = provenance(cfg.to_toml(), engine.name, dtype.name, cfg.learning.seed)
     path = Path(cfg.record.path)

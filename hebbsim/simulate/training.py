@@ -241,3 +241,14 @@ class EPTrainer:
             n_wrong += int(np.sum(out_rate.argmax(axis=-1) != yb))
             loss += float(np.sum(squared_error(out_rate, one_hot(yb, self.net.sizes[OUTPUT]))))
         return n_wrong / len(x), loss / len(x)
+
+
+def make_trainer(cfg: RunParams, net: Network, engine: Engine, params: Params, n_train: int,
+                 rng: np.random.Generator):
+    """The trainer of ``cfg.learning.rule``: :class:`EPTrainer` for the EP rules,
+    :class:`hebbsim.simulate.fg_training.FGTrainer` for ``forward_gradient``."""
+    if cfg.learning.rule == "forward_gradient":
+        from .fg_training import FGTrainer
+
+        return FGTrainer(cfg, net, engine, params, n_train, rng)
+    return EPTrainer(cfg, net, engine, params, n_train, rng)
