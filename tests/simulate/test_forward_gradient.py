@@ -101,7 +101,7 @@ def test_mean_update_over_many_perturbations_aligns_with_the_exact_gradient():
     u = {p: rng.standard_normal((draws * len(x), net.sizes[p])) for p in perturb}
     g = fg.fg_gradients(_window(system, net, free, d, perturb, u, eps, 20, draws), eps, draws * len(x))
     cos = {k: G.cosine(g[k], exact[k]) for k in exact}
-    # SPEC §6: > 0.9 for every projection (and bias); measured W_x_to_h1 0.93, b_h1 0.93, h1→o/b_o 0.9996
+    # SPEC §6: > 0.9 for every projection (and bias); measured W_x_to_h1 0.927, b_h1 0.941, h1→o/b_o 0.9999
     assert all(c > 0.9 for c in cos.values()), cos
 
 
@@ -116,7 +116,7 @@ def test_expected_update_is_the_exact_gradient_times_the_time_constant_factor():
         assert G.cosine(mean[key], exact[key]) > 0.99, key  # measured 1 - 1e-9 (h1), 0.9999 (o)
         ratio = float(np.vdot(mean[key], exact[key]) / np.vdot(exact[key], exact[key]))
         c = fg.time_constant_factor(hops, n_steps, DT)
-        assert ratio == pytest.approx(c, rel=rel), (key, ratio, c)  # h1: 0.1927 vs c_1; o: +3 % cross term
+        assert ratio == pytest.approx(c, rel=rel), (key, ratio, c)  # h1: 0.24651 = c_1; o: 0.5623 vs c_0 0.5555 (cross term)
     # with the output alone perturbed there is no cross term: exactly c_0
     mean_o = _expected_update(net, system, free, d, ("o",), 1e-4, n_steps)
     ratio = float(np.vdot(mean_o["W_h1_to_o"], exact["W_h1_to_o"]) / np.vdot(exact["W_h1_to_o"],
@@ -152,7 +152,7 @@ def test_a_single_perturbation_has_positive_expected_alignment():
         for key in exact:
             cos[key].append(G.cosine(g[key], exact[key]))
     mean = {k: float(np.mean(v)) for k, v in cos.items()}
-    assert all(v > 0 for v in mean.values()), mean  # measured W_x_to_h1 0.16, W_h1_to_o 0.55
+    assert all(v > 0 for v in mean.values()), mean  # measured W_x_to_h1 0.052, b_h1 0.054, W_h1_to_o 0.46
 
 
 def _digits_cfg(engine, mode, topology, **fgc):
