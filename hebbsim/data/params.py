@@ -56,7 +56,8 @@ class NetworkConfig(_Section):
     layers: list[int] = Field(min_length=2)
     topology: Literal["loop", "symmetric", "random_feedback", "direct_feedback", "feedforward"] = "loop"
     rho: Literal["hard_sigmoid", "sigmoid", "sigmoid4", "tanh"] = "hard_sigmoid"
-    neuron: Literal["gated", "additive"] = "gated"
+    neuron: Literal["gated", "additive"] | None = Field(
+        None, description="gated | additive; default: additive for learning.rule = 'forward_gradient', else gated")
     clip_states: bool = False
     leak: float | list[float] = 1.0
     loop: LoopConfig = LoopConfig()
@@ -101,8 +102,21 @@ class DynamicsConfig(_Section):
         return self
 
 
+class ForwardGradientConfig(_Section):
+    """``[learning.forward_gradient]``: the perturbed window of the ``forward_gradient`` rule
+    (SPEC §3; :mod:`hebbsim.dynamics.forward_gradient`)."""
+
+    epsilon: float = Field(0.01, gt=0, description="perturbation current amplitude ε (current = ε·u, u ~ N(0, 1))")
+    perturb_time: float = Field(2.0, gt=0, description="window duration (time units; steps = perturb_time / dt)")
+    perturb: list[str] | None = Field(None, description="perturbed populations; default: every hidden one and o")
+    perturbations: int = Field(1, ge=1, description="perturbation draws per sample (their updates are averaged)")
+    mode: Literal["global", "local_greedy"] = "global"
+    readout_lr: float | None = Field(
+        None, gt=0, description="local_greedy: learning rate of the hidden blocks' readouts (default: the block's lr)")
+
+
 class LearningConfig(_Section):
-    rule: Literal["ep_chl", "ep_chl_classic"] = "ep_chl"
+    rule: Literal["ep_chl", "ep_chl_classic", "forward_gradient"] = "ep_chl"
     lr: float | list[float] | dict[str, float] = 0.05
     optimizer: Literal["sgd", "adam"] = "sgd"
     momentum: float = Field(0.0, ge=0, lt=1)
@@ -111,6 +125,7 @@ class LearningConfig(_Section):
     eval_batch_size: int = Field(1000, ge=1)
     epochs: int = Field(30, ge=1)
     seed: int = Field(1, ge=0)
+    forward_gradient: ForwardGradientConfig = ForwardGradientConfig()
 
 
 class DataConfig(_Section):
@@ -178,6 +193,15 @@ class RunParams(_Section):
                 f"dynamics.solver = {self.dynamics.solver!r} integrates the ODE and cannot clip states after "
                 "each step; set network.clip_states = false or dynamics.solver = 'euler'"
             )
+        if self.network.neuron is None:  # resolved here, so the stored parameter file says what ran
+            self.network.neuron = "additive" if self.learning.rule == "forward_gradient" else "gated"
+        if self.learning.rule == "forward_gradient":
+            self._check_forward_gradient()
+        elif "forward_gradient" in self.learning.model_fields_set:
+            raise ValueError(
+                f"learning.forward_gradient is given but learning.rule = {self.learning.rule!r}; "
+                "remove the table or set learning.rule = 'forward_gradient'"
+            )
         net = self.build_network()  # raises ValueError on a bad projection list
         learned = [p.name for p in net.learned]
         lr = self.learning.lr
@@ -210,6 +234,30 @@ class RunParams(_Section):
         """The phases every training batch runs, in order."""
         return PHASE_NAMES if self.dynamics.symmetric_nudging else PHASE_NAMES[:2]
 
+    def _check_forward_gradient(self) -> None:
+        fgc, dyn = self.learning.forward_gradient, self.dynamics
+        steps = fgc.perturb_time / dyn.dt
+        if round(steps) < 1 or abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+            raise ValueError(
+                f"learning.forward_gradient.perturb_time = {fgc.perturb_time} is not a whole number (>= 1) of "
+                f"dynamics.dt = {dyn.dt} steps; use a multiple of dt"
+            )
+        net = self.build_network()
+        dynamic = [p.name for p in net.dynamic_populations]
+        if fgc.perturb is not None:
+            bad = [p for p in fgc.perturb if p not in dynamic]
+            if bad or not fgc.perturb or len(set(fgc.perturb)) != len(fgc.perturb):
+                raise ValueError(
+                    f"learning.forward_gradient.perturb = {fgc.perturb}: give distinct names among the "
+                    f"non-input populations {', '.join(dynamic)}"
+                )
+        tied = [p.name for p in net.projections if p.kind == "tied"]
+        if tied:
+            raise ValueError(
+                f"learning.rule = 'forward_gradient' does not train tied projections ({', '.join(tied)}); "
+                "use network.topology = 'feedforward', 'loop', 'random_feedback' or 'direct_feedback'"
+            )
+
     def build_network(self) -> Network:
         n = self.network
         projections = None
@@ -235,7 +283,10 @@ class RunParams(_Section):
         return out
 
     def to_toml(self) -> str:
-        return tomli_w.dumps(self.model_dump(exclude_none=True))
+        raw = self.model_dump(exclude_none=True)
+        if self.learning.rule != "forward_gradient":
+            raw["learning"].pop("forward_gradient")
+        return tomli_w.dumps(raw)
 
 
 # ----------------------------------------------------------------------------------------------

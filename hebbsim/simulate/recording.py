@@ -1,4 +1,5 @@
-"""What a run records besides its metrics (SPEC §5): probe trajectories and per-batch losses.
+"""What a run records besides its metrics (SPEC §5): probe trajectories (the per-batch losses come
+with each epoch's :class:`hebbsim.simulate.training.EpochStats`).
 
 Probe trajectories go through the engine API only (``engine.clamp(...).relax(...)``), so every
 engine is recorded the same way: at the end of each epoch the probe samples run through the
@@ -22,30 +23,6 @@ from ..dynamics.network import OUTPUT, Network
 from ..dynamics.params import Params
 from ..errors import HebbsimError
 from .engines.base import ClampedSystem, Engine, States
-from .training import EPTrainer
-
-
-class RecordingTrainer(EPTrainer):
-    """An :class:`EPTrainer` that also keeps the mean loss of every training batch.
-
-    The losses are kept as the engine returns them (per-sample losses or their sum, possibly
-    array scalars on a device) and converted once per epoch, so recording never makes a
-    batch wait for the previous one."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._batch_losses: list[tuple] = []
-
-    def train_step(self, x, *args, **kwargs) -> dict:
-        out = super().train_step(x, *args, **kwargs)
-        self._batch_losses.append((out["loss"], len(x)))
-        return out
-
-    def take_batch_losses(self) -> np.ndarray:
-        """The mean loss of each batch since the last call (one epoch's worth), in order."""
-        out = np.array([float(np.sum(loss)) / n for loss, n in self._batch_losses], dtype=np.float64)
-        self._batch_losses = []
-        return out
 
 
 def choose_probes(n: int, count: int, spacing: str) -> np.ndarray:

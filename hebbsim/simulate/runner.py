@@ -26,8 +26,9 @@ from ..dynamics.loss import one_hot
 from ..dynamics.network import OUTPUT
 from ..dynamics.plasticity import EP_RULES
 from .provenance import now, provenance
-from .recording import ProbeRecorder, RecordingTrainer, run_layout
+from .recording import ProbeRecorder, run_layout
 from .resume import resume_point
+from .training import make_trainer
 
 
 def _subset(data: Dataset, cfg: RunParams) -> Dataset:
@@ -66,7 +67,7 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
     rng = np.random.default_rng(cfg.learning.seed)
     model = init_params(net, rng, dtype)
     engine = engine_from_params(cfg, net)
-    trainer = RecordingTrainer(cfg, net, engine, model, len(data.x_train), rng)
+    trainer = make_trainer(cfg, net, engine, model, len(data.x_train), rng)
     x_train, x_test = data.x_train.astype(dtype), data.x_test.astype(dtype)
     probes = ProbeRecorder(cfg, net, data)
     cycles = loop_paths(net)
@@ -98,7 +99,7 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
             metrics={"train_error": stats.error, "train_loss": stats.loss, "test_error": test_error,
                      "test_loss": test_loss, "epoch_time": elapsed},
             residual=stats.residual,
-            batch_loss=trainer.take_batch_losses(),
+            batch_loss=stats.batch_loss,
             states=probes.record(engine, model),
             loop_alignment=loop_alignment(net, model, cycles),
             grad_alignment=_grad_alignment(cfg, net, engine, model, probes),

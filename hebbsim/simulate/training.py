@@ -33,6 +33,7 @@ class EpochStats:
     error: float
     loss: float
     residual: dict[str, float] = field(default_factory=dict)  # mean final max|ds/dt| per phase
+    batch_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))  # mean loss of each batch, in order
 
 
 def ep_batch_update(cfg: RunParams, net: Network, engine: Engine, rule, optimizer: Optimizer, params: Params,
@@ -209,9 +210,11 @@ class EPTrainer:
         order = self.rng.permutation(len(x))
         n_wrong, loss_sum, res_sum, n_batches = 0, 0.0, {}, 0
         bar = tqdm(range(0, len(x), bs), desc=desc, disable=not progress, leave=False, unit="batch")
+        batch_losses = []  # kept as returned (maybe device scalars): converted once, at the end
         for start in bar:
             idx = order[start:start + bs]
             out = self.train_step(x[idx], y[idx], idx)
+            batch_losses.append((out["loss"], len(idx)))
             n_wrong = n_wrong + out["n_errors"]
             loss_sum = loss_sum + out["loss"]
             for k, v in out["residual"].items():
@@ -221,7 +224,8 @@ class EPTrainer:
                 bar.set_postfix(train_error=f"{float(n_wrong) / min(start + bs, len(x)):.3f}")
         self._sync()
         return EpochStats(float(n_wrong) / len(x), float(loss_sum) / len(x),
-                          {k: float(v) / n_batches for k, v in res_sum.items()})
+                          {k: float(v) / n_batches for k, v in res_sum.items()},
+                          np.array([float(np.sum(loss)) / n for loss, n in batch_losses], dtype=np.float64))
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """(error, mean loss) at the free fixed point, started from zero states."""
@@ -241,3 +245,14 @@ class EPTrainer:
             n_wrong += int(np.sum(out_rate.argmax(axis=-1) != yb))
             loss += float(np.sum(squared_error(out_rate, one_hot(yb, self.net.sizes[OUTPUT]))))
         return n_wrong / len(x), loss / len(x)
+
+
+def make_trainer(cfg: RunParams, net: Network, engine: Engine, params: Params, n_train: int,
+                 rng: np.random.Generator):
+    """The trainer of ``cfg.learning.rule``: :class:`EPTrainer` for the EP rules,
+    :class:`hebbsim.simulate.fg_training.FGTrainer` for ``forward_gradient``."""
+    if cfg.learning.rule == "forward_gradient":
+        from .fg_training import FGTrainer
+
+        return FGTrainer(cfg, net, engine, params, n_train, rng)
+    return EPTrainer(cfg, net, engine, params, n_train, rng)

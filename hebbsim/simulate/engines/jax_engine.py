@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ...dynamics import forward_gradient as fg
 from ...dynamics import rhs
 from ...dynamics.network import INPUT, Network
 from ...dynamics.params import Params
@@ -97,6 +98,11 @@ class JaxEngine:
         self.net, self.dt, self.solver = net, float(dt), solver
         self.rtol, self.atol, self.max_steps = rtol, atol, max_steps
         self._relax = jax.jit(self.solve, static_argnames=("tol",))
+        # the network without its input projections: inside the perturbed window the input current
+        # is constant and enters, once computed, as part of the held current
+        self._internal_net = Network(net.populations, tuple(p for p in net.projections if p.src != INPUT),
+                                     rho=net.rho, neuron=net.neuron, clip_states=net.clip_states)
+        self._window = jax.jit(self.window, static_argnames=("copies", "n_steps"))
 
     # -- conversions -------------------------------------------------------------------------
     def to_device(self, tree):
@@ -165,6 +171,33 @@ class JaxEngine:
         finite = {k: jnp.all(jnp.isfinite(v)) for k, v in y.items()}
         return y, jnp.max(steps), jnp.max(residual), finite
 
+    def window(self, params: Params, free: States, x, extra: States, target, readouts: dict, reward_mask: dict,
+               learn_mask: dict, *, copies: int, n_steps: int):
+        """The ``forward_gradient`` window (traceable): ``n_steps`` of the Euler map of
+        :func:`hebbsim.dynamics.forward_gradient.window_step` (a ``lax.scan`` over the tiled
+        batch: the eligibility GEMMs need the whole batch, so no ``vmap`` here). Returns
+        ``(tiled states, eligibility keyed like Params.trainable, finite flags)``."""
+        tile = lambda a: jnp.tile(a, (copies, 1))  # noqa: E731
+        held = {}
+        for p in self.net.projections:
+            if p.src == INPUT:
+                held[p.dst] = held.get(p.dst, 0.0) + x @ params.weight(p).T
+        held = {k: tile(v) for k, v in held.items()}
+        for k, v in extra.items():
+            held[k] = held[k] + v if k in held else v
+        s = {k: tile(v) for k, v in free.items()}
+        tgt = tile(target)
+        elig = fg.init_eligibility(self.net, tuple(learn_mask), tgt.shape[0], tgt)
+
+        def body(carry, _):
+            states, el = carry
+            return fg.window_step(self._internal_net, params, states, None, held, tgt, readouts, reward_mask,
+                                  learn_mask, self.dt, el), None
+
+        (s, elig), _ = jax.lax.scan(body, (s, elig), None, length=n_steps)
+        finite = {k: jnp.all(jnp.isfinite(v)) for k, v in s.items()}
+        return s, fg.finalize(self.net, elig, x, copies), finite
+
     def clamp(self, params: Params, x, extra_current: States | None = None) -> "JaxClamped":
         """Fix the input ``x`` (batch, n_x) and the parameters for the phases of one batch."""
         return JaxClamped(self, params, x, extra_current)
@@ -211,3 +244,21 @@ class JaxClamped:
             step, pop = e.locate_divergence(self.params, states, self.x, n_steps, beta, target, self.extra)
             raise DivergenceError(phase, step, pop)
         return Relaxation(y, int(steps), float(residual))
+
+    def perturbed_window(self, free: States, copies: int, extra: States, target, readouts: dict,
+                         reward_mask: dict, learn_mask: dict, n_steps: int, phase: str = "perturbed"):
+        """The ``forward_gradient`` window; see :meth:`JaxEngine.window` and
+        :meth:`hebbsim.simulate.engines.numba_engine.NumbaClamped.perturbed_window`."""
+        e = self.engine
+        if not self._tracing:
+            free, extra, readouts = e.to_device(free), e.to_device(extra), e.to_device(readouts)
+            target = jnp.asarray(target, e.dtype)
+            reward_mask, learn_mask = e.to_device(reward_mask), e.to_device(learn_mask)
+        s, elig, finite = e._window(self.params, free, self.x, extra, target, readouts, reward_mask, learn_mask,
+                                    copies=copies, n_steps=n_steps)
+        if self._tracing:
+            return Relaxation(s, n_steps, jnp.nan, finite), elig
+        bad = [k for k, v in finite.items() if not bool(v)]
+        if bad:
+            raise DivergenceError(phase, n_steps, bad[0], "non-finite at the end of the window")
+        return Relaxation(s, n_steps, float("nan")), elig

@@ -149,3 +149,125 @@ def euler_kernel(rho_kind: int, gated: bool, clip: bool):
         return n_steps, residual, -1, -1
 
     return euler_relax
+
+
+@functools.lru_cache(maxsize=None)
+def window_kernel(rho_kind: int, gated: bool, clip: bool):
+    """The perturbed window of the ``forward_gradient`` rule, specialised like :func:`euler_kernel`:
+    Euler steps of the same right-hand side (the held perturbation is part of ``static``) that
+    also integrate the eligibility of :mod:`hebbsim.dynamics.forward_gradient`, step by step."""
+
+    @njit(cache=True, fastmath=_FASTMATH)
+    def fg_window(states, static, weights_t, proj_src, proj_dst, inv_leak, rates, currents, scratch, drift,
+                  readout_w, readout_wt, readout_b, has_reward, reward_mask, learn_mask, target, y, back, rdot,
+                  learned, elig_t, elig_scratch, v, dt, n_steps):
+        """Integrate ``n_steps`` steps in place on ``states`` and the accumulators ``elig_t`` (one
+        ``(n_src, n_dst)`` array per internal projection, used where ``learned[p]``) and ``v``
+        (``(rows, n)`` per population). Returns ``(bad_step, bad_population)`` (``-1, -1`` when
+        every ds/dt stayed finite).
+
+        Per step: the projections' GEMMs (as in the Euler kernel); ds/dt of every population
+        into ``drift`` (states untouched, so rates are still those at the step's start); for
+        each reward population the readout GEMM ``y = ρ(s)Aᵀ + a``, ``back = (y − d)A`` and
+        ``Ṙ += m·Σ −ρ'(s)·back·ds``; ``U = ds·Ṙ·m_learn·dt`` (into ``back``), ``v += U`` and
+        ``e_p += ρ(s_src)ᵀU_dst`` (a GEMM per learned projection); then the Euler update.
+        """
+        n_pop = len(states)
+        n_proj = proj_src.shape[0]
+        rows = states[0].shape[0]
+        first = np.full(n_pop, -1, dtype=np.int64)
+        for p in range(n_proj):
+            if first[proj_dst[p]] < 0:
+                first[proj_dst[p]] = p
+        for j in range(n_pop):
+            s = states[j]
+            r = rates[j]
+            for b in range(s.shape[0]):
+                for i in range(s.shape[1]):
+                    r[b, i] = _rho(s[b, i], rho_kind)
+            if first[j] < 0:
+                currents[j][:, :] = 0.0
+        for step in range(n_steps):
+            for p in range(n_proj):
+                d = proj_dst[p]
+                if first[d] == p:
+                    np.dot(rates[proj_src[p]], weights_t[p], currents[d])
+                else:
+                    np.dot(rates[proj_src[p]], weights_t[p], scratch[p])
+            for p in range(n_proj):
+                d = proj_dst[p]
+                if first[d] != p:
+                    c = currents[d]
+                    sp = scratch[p]
+                    for b in range(c.shape[0]):
+                        for i in range(c.shape[1]):
+                            c[b, i] += sp[b, i]
+            for j in range(n_pop):
+                s = states[j]
+                c = currents[j]
+                st = static[j]
+                ds_j = drift[j]
+                leak = inv_leak[j]
+                poison = 0.0
+                for b in range(s.shape[0]):
+                    for i in range(s.shape[1]):
+                        sv = s[b, i]
+                        ds = c[b, i] + st[b, i]
+                        if gated:
+                            ds *= _rho_prime(sv, rho_kind)
+                        ds = ds - sv * leak
+                        poison += ds * 0.0
+                        ds_j[b, i] = ds
+                if poison != 0.0 or poison != poison:
+                    return step, j
+            for b in range(rows):
+                rdot[b] = 0.0
+            for j in range(n_pop):
+                if has_reward[j] == 0:
+                    continue
+                np.dot(rates[j], readout_wt[j], y)
+                rb = readout_b[j]
+                for b in range(rows):
+                    for k in range(y.shape[1]):
+                        y[b, k] = y[b, k] + rb[0, k] - target[b, k]
+                bk = back[j]
+                np.dot(y, readout_w[j], bk)
+                s = states[j]
+                ds_j = drift[j]
+                for b in range(rows):
+                    acc = 0.0
+                    for i in range(s.shape[1]):
+                        acc -= _rho_prime(s[b, i], rho_kind) * bk[b, i] * ds_j[b, i]
+                    rdot[b] += reward_mask[b, j] * acc
+            for j in range(n_pop):
+                bk = back[j]
+                ds_j = drift[j]
+                vj = v[j]
+                for b in range(rows):
+                    w = rdot[b] * learn_mask[b, j] * dt
+                    for i in range(bk.shape[1]):
+                        u = ds_j[b, i] * w
+                        bk[b, i] = u
+                        vj[b, i] += u
+            for p in range(n_proj):
+                if learned[p]:
+                    np.dot(rates[proj_src[p]].T, back[proj_dst[p]], elig_scratch[p])
+                    e = elig_t[p]
+                    es = elig_scratch[p]
+                    for a in range(e.shape[0]):
+                        for i in range(e.shape[1]):
+                            e[a, i] += es[a, i]
+            for j in range(n_pop):
+                s = states[j]
+                r = rates[j]
+                ds_j = drift[j]
+                for b in range(s.shape[0]):
+                    for i in range(s.shape[1]):
+                        new = s[b, i] + dt * ds_j[b, i]
+                        if clip:
+                            new = min(max(new, 0.0), 1.0)
+                        s[b, i] = new
+                        r[b, i] = _rho(new, rho_kind)
+        return -1, -1
+
+    return fg_window
