@@ -219,14 +219,11 @@ class FGTrainer(EPTrainer):
                 self.cfg, self.net, self.engine, self.plan, self.optimizer, params, self.readouts,
                 self.optimizer.state, x, d, labels, init, u)
             self._live_readouts = self.readouts
-        self._live = params
-        if self.persistent is not None:
-            for k, v in free.items():
-                self.persistent[k][index] = v
+        self._keep(params, free, index)
         return stats
 
     def _check_finite(self, finite: dict, x, d, init, beta) -> None:
-        bad = [phase for phase, flags in finite.items() if not all(bool(v) for v in flags.values())]
+        bad = self._failed_phases(finite)
         if not bad:
             return
         if bad[0] == "free":

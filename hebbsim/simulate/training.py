@@ -182,15 +182,24 @@ class EPTrainer:
             params, self.optimizer.state, free, stats = ep_batch_update(
                 self.cfg, self.net, self.engine, self.rule, self.optimizer, params, self.optimizer.state,
                 x, d, labels, init, beta)
+        self._keep(params, free, index)
+        return stats
+
+    def _keep(self, params: Params, free: States, index: np.ndarray) -> None:
+        """After a batch: the updated parameters, and the free states for persistent states."""
         self._live = params
         if self.persistent is not None:
             for k, v in free.items():
                 self.persistent[k][index] = v
-        return stats
+
+    @staticmethod
+    def _failed_phases(finite: dict) -> list[str]:
+        """The phases whose finiteness flags (phase → population → flag) report a non-finite state."""
+        return [phase for phase, flags in finite.items() if not all(bool(v) for v in flags.values())]
 
     def _check_finite(self, finite: dict, x, d, init, beta) -> None:
         """Stop on a non-finite state; replay the phase to name the step and population."""
-        bad = [phase for phase, flags in finite.items() if not all(bool(v) for v in flags.values())]
+        bad = self._failed_phases(finite)
         if not bad:
             return
         phase = bad[0]

@@ -56,6 +56,51 @@ def _rho_prime(s, kind):
     return 1.0 - t * t
 
 
+@njit(cache=True, inline="always")
+def _first_projection_into(n_pop, proj_dst):
+    """Per population, the first projection into it (-1: none). That projection's GEMM writes
+    the current directly; later ones go through ``scratch`` and are added."""
+    first = np.full(n_pop, -1, dtype=np.int64)
+    for p in range(proj_dst.shape[0]):
+        if first[proj_dst[p]] < 0:
+            first[proj_dst[p]] = p
+    return first
+
+
+@njit(cache=True, inline="always")
+def _init_rates(states, rates, currents, first, rho_kind):
+    """Rates of the initial states; zero current for populations no projection reaches."""
+    for j in range(len(states)):
+        s = states[j]
+        r = rates[j]
+        for b in range(s.shape[0]):
+            for i in range(s.shape[1]):
+                r[b, i] = _rho(s[b, i], rho_kind)
+        if first[j] < 0:
+            currents[j][:, :] = 0.0
+
+
+@njit(cache=True, inline="always")
+def _synaptic_currents(rates, weights_t, proj_src, proj_dst, first, currents, scratch):
+    """``currents[d] = Σ_p ρ(s_src(p)) W_pᵀ`` over the projections into each population: one GEMM
+    per projection."""
+    n_proj = proj_src.shape[0]
+    for p in range(n_proj):
+        d = proj_dst[p]
+        if first[d] == p:
+            np.dot(rates[proj_src[p]], weights_t[p], currents[d])
+        else:
+            np.dot(rates[proj_src[p]], weights_t[p], scratch[p])
+    for p in range(n_proj):
+        d = proj_dst[p]
+        if first[d] != p:
+            c = currents[d]
+            sp = scratch[p]
+            for b in range(c.shape[0]):
+                for i in range(c.shape[1]):
+                    c[b, i] += sp[b, i]
+
+
 @functools.lru_cache(maxsize=None)
 def euler_kernel(rho_kind: int, gated: bool, clip: bool):
     """The Euler kernel specialised to one nonlinearity, neuron model and clipping choice.
@@ -81,36 +126,12 @@ def euler_kernel(rho_kind: int, gated: bool, clip: bool):
         needed: every step with a tolerance, else at the last step.
         """
         n_pop = len(states)
-        n_proj = proj_src.shape[0]
-        first = np.full(n_pop, -1, dtype=np.int64)
-        for p in range(n_proj):
-            if first[proj_dst[p]] < 0:
-                first[proj_dst[p]] = p
-        for j in range(n_pop):
-            s = states[j]
-            r = rates[j]
-            for b in range(s.shape[0]):
-                for i in range(s.shape[1]):
-                    r[b, i] = _rho(s[b, i], rho_kind)
-            if first[j] < 0:
-                currents[j][:, :] = 0.0
+        first = _first_projection_into(n_pop, proj_dst)
+        _init_rates(states, rates, currents, first, rho_kind)
         residual = np.inf
         inv_dt = 1.0 / dt
         for step in range(n_steps):
-            for p in range(n_proj):
-                d = proj_dst[p]
-                if first[d] == p:
-                    np.dot(rates[proj_src[p]], weights_t[p], currents[d])
-                else:
-                    np.dot(rates[proj_src[p]], weights_t[p], scratch[p])
-            for p in range(n_proj):
-                d = proj_dst[p]
-                if first[d] != p:
-                    c = currents[d]
-                    sp = scratch[p]
-                    for b in range(c.shape[0]):
-                        for i in range(c.shape[1]):
-                            c[b, i] += sp[b, i]
+            _synaptic_currents(rates, weights_t, proj_src, proj_dst, first, currents, scratch)
             track = tol > 0.0 or step == n_steps - 1
             residual = 0.0
             for j in range(n_pop):
@@ -175,33 +196,10 @@ def window_kernel(rho_kind: int, gated: bool, clip: bool):
         n_pop = len(states)
         n_proj = proj_src.shape[0]
         rows = states[0].shape[0]
-        first = np.full(n_pop, -1, dtype=np.int64)
-        for p in range(n_proj):
-            if first[proj_dst[p]] < 0:
-                first[proj_dst[p]] = p
-        for j in range(n_pop):
-            s = states[j]
-            r = rates[j]
-            for b in range(s.shape[0]):
-                for i in range(s.shape[1]):
-                    r[b, i] = _rho(s[b, i], rho_kind)
-            if first[j] < 0:
-                currents[j][:, :] = 0.0
+        first = _first_projection_into(n_pop, proj_dst)
+        _init_rates(states, rates, currents, first, rho_kind)
         for step in range(n_steps):
-            for p in range(n_proj):
-                d = proj_dst[p]
-                if first[d] == p:
-                    np.dot(rates[proj_src[p]], weights_t[p], currents[d])
-                else:
-                    np.dot(rates[proj_src[p]], weights_t[p], scratch[p])
-            for p in range(n_proj):
-                d = proj_dst[p]
-                if first[d] != p:
-                    c = currents[d]
-                    sp = scratch[p]
-                    for b in range(c.shape[0]):
-                        for i in range(c.shape[1]):
-                            c[b, i] += sp[b, i]
+            _synaptic_currents(rates, weights_t, proj_src, proj_dst, first, currents, scratch)
             for j in range(n_pop):
                 s = states[j]
                 c = currents[j]
