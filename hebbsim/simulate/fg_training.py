@@ -29,7 +29,7 @@ from ..dynamics.params import Params, draw_weight
 from ..errors import DivergenceError
 from .engines.base import Engine, States
 from .phases import free_phase
-from .training import EPTrainer, _pad
+from .training import EPTrainer
 
 
 @dataclass(frozen=True)
@@ -199,18 +199,16 @@ class FGTrainer(EPTrainer):
         """One mini-batch: free phase, perturbed window, update. Returns the free phase's summed
         loss, its number of errors and its residual."""
         d = one_hot(labels, self.net.sizes[OUTPUT], self.engine.dtype)
-        init = {k: v[index] for k, v in self.persistent.items()} if self.persistent is not None else None
+        init = self._initial_states(index)
         n, size = len(x), self.cfg.learning.batch_size
         u = self.plan.draw(self.rng, self.net, size, self.engine.dtype)  # always the full batch: same draws
         params = self._live_params()
         if self.compiled:
-            mask = (np.arange(size) < n).astype(self.engine.dtype)
-            pad = lambda a: _pad(a, size)  # noqa: E731
+            xp, dp, lp, ip, mask = self._padded(x, d, labels, init)
             params, self._live_readouts, self.optimizer.state, free, stats = self._step(
-                params, self._live_readouts, self.optimizer.state, pad(np.asarray(x, self.engine.dtype)), pad(d),
-                pad(labels), None if init is None else {k: pad(v) for k, v in init.items()}, u, mask)
+                params, self._live_readouts, self.optimizer.state, xp, dp, lp, ip, u, mask)
             self._check_finite(stats["finite"], x, d, init, 0.0)
-            free = {k: np.asarray(v)[:n] for k, v in free.items()} if self.persistent is not None else free
+            free = self._unpadded(free, n)
         else:
             if n < size:
                 u = {k: v.reshape(self.plan.copies, size, -1)[:, :n].reshape(self.plan.copies * n, -1)

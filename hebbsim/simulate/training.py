@@ -165,25 +165,38 @@ class EPTrainer:
         scalars on the engine's device: reading them waits for the batch)."""
         dyn = self.cfg.dynamics
         d = one_hot(labels, self.net.sizes[OUTPUT], self.engine.dtype)
-        init = {k: v[index] for k, v in self.persistent.items()} if self.persistent is not None else None
+        init = self._initial_states(index)
         beta = dyn.beta * (self.rng.choice((-1.0, 1.0)) if dyn.random_sign_beta else 1.0)
         params = self._live_params()
         if self.compiled:
-            n, size = len(x), self.cfg.learning.batch_size
-            mask = (np.arange(size) < n).astype(self.engine.dtype)
-            pad = lambda a: _pad(a, size)  # noqa: E731
+            xp, dp, lp, ip, mask = self._padded(x, d, labels, init)
             params, self.optimizer.state, free, stats = self._step(
-                params, self.optimizer.state, pad(np.asarray(x, self.engine.dtype)), pad(d), pad(labels),
-                None if init is None else {k: pad(v) for k, v in init.items()},
-                np.asarray(beta, self.engine.dtype), mask)
+                params, self.optimizer.state, xp, dp, lp, ip, np.asarray(beta, self.engine.dtype), mask)
             self._check_finite(stats["finite"], x, d, init, beta)
-            free = {k: np.asarray(v)[:n] for k, v in free.items()} if self.persistent is not None else free
+            free = self._unpadded(free, len(x))
         else:
             params, self.optimizer.state, free, stats = ep_batch_update(
                 self.cfg, self.net, self.engine, self.rule, self.optimizer, params, self.optimizer.state,
                 x, d, labels, init, beta)
         self._keep(params, free, index)
         return stats
+
+    def _initial_states(self, index: np.ndarray) -> States | None:
+        """The batch's persistent free states (``None``: start from zeros)."""
+        return {k: v[index] for k, v in self.persistent.items()} if self.persistent is not None else None
+
+    def _padded(self, x, d, labels, init):
+        """``(x, d, labels, init, mask)`` filled up to the compiled batch size; ``mask`` is 1 for a
+        real sample."""
+        size = self.cfg.learning.batch_size
+        mask = (np.arange(size) < len(x)).astype(self.engine.dtype)
+        pad = lambda a: _pad(a, size)  # noqa: E731
+        return (pad(np.asarray(x, self.engine.dtype)), pad(d), pad(labels),
+                None if init is None else {k: pad(v) for k, v in init.items()}, mask)
+
+    def _unpadded(self, free: States, n: int) -> States:
+        """The real samples' free states, on the host, where persistent states need them."""
+        return {k: np.asarray(v)[:n] for k, v in free.items()} if self.persistent is not None else free
 
     def _keep(self, params: Params, free: States, index: np.ndarray) -> None:
         """After a batch: the updated parameters, and the free states for persistent states."""
