@@ -121,6 +121,10 @@ class LearningConfig(_Section):
     optimizer: Literal["sgd", "adam"] = "sgd"
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    lr_schedule: Literal["constant", "cosine", "exponential"] = Field(
+        "constant", description="factor on every rate per epoch (hebbsim.dynamics.optimizers.lr_scale)")
+    lr_final_fraction: float = Field(0.0, ge=0, le=1, description="cosine: the factor the rates anneal towards")
+    lr_decay: float = Field(1.0, gt=0, le=1, description="exponential: the factor per epoch")
     batch_size: int = Field(20, ge=1)
     eval_batch_size: int = Field(1000, ge=1)
     epochs: int = Field(30, ge=1)

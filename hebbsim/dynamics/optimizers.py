@@ -10,6 +10,10 @@ rate per name, as in the papers (per-projection rates).
 
 Weight decay applies to weights (``W_*``) only, not to biases.
 
+A learning-rate schedule multiplies every rate by :func:`lr_scale` of the epoch; the factor
+lives in the optimizer state (``state["lr_scale"]``) so that a compiled update reads it as data
+and does not recompile when it changes.
+
 :meth:`Optimizer.update` is the one definition of the arithmetic: a pure function of
 ``(params, state, grads)`` that traces under ``jax.jit`` (the jax engine) and, on numpy
 arrays, updates the arrays in place (no copies of large weight matrices per batch).
@@ -39,6 +43,29 @@ def _descend(theta, step):
     return (theta - step).astype(theta.dtype)
 
 
+SCHEDULES = ("constant", "cosine", "exponential")
+
+
+def lr_scale(schedule: str, epoch: int, epochs: int, final_fraction: float = 0.0, decay: float = 1.0) -> float:
+    r"""The factor on every learning rate during ``epoch`` (1-based) of ``epochs``.
+
+    - ``constant``: 1
+    - ``cosine``: :math:`f + (1-f)\,\tfrac12\bigl(1+\cos(\pi\,(e-1)/E)\bigr)`, from 1 in the first
+      epoch down towards ``final_fraction`` :math:`f` (reached just after the last)
+    - ``exponential``: :math:`\gamma^{e-1}` with :math:`\gamma` = ``decay``
+
+    Stochastic rules (random-sign β, forward-gradient perturbations) leave a noise floor
+    proportional to the rate; annealing the rate lowers it late in training.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + np.cos(np.pi * (epoch - 1) / epochs))
+    if schedule == "exponential":
+        return float(decay ** (epoch - 1))
+    raise ValueError(f"lr_schedule = {schedule!r} is not allowed; use one of {SCHEDULES}")
+
+
 class Optimizer:
     def __init__(
         self,
@@ -65,7 +92,8 @@ class Optimizer:
         Adam) and second moments ``v`` (Adam), zeros like the parameters."""
         xp = xp_of(*params.values())
         zeros = lambda: {k: xp.zeros_like(v) for k, v in params.items()}  # noqa: E731
-        state = {"t": 0, "m": {}, "v": {}}
+        first = next(iter(params.values()))
+        state = {"t": 0, "m": {}, "v": {}, "lr_scale": xp.asarray(1.0, dtype=first.dtype)}
         if self.kind == "adam" or self.momentum:
             state["m"] = zeros()
         if self.kind == "adam":
@@ -76,10 +104,11 @@ class Optimizer:
         """One step; returns ``(params, state)``."""
         t = state["t"] + 1
         m, v = dict(state["m"]), dict(state["v"])
+        scale = state.get("lr_scale", 1.0)
         out = dict(params)
         for name, g in grads.items():
             theta = params[name]
-            lr = self.lrs[name]
+            lr = self.lrs[name] * scale
             decay = self.weight_decay if name.startswith("W_") else 0.0
             if self.kind == "sgd":
                 if decay:
@@ -96,7 +125,10 @@ class Optimizer:
                 v_hat = v[name] / (1 - b2**t)
                 upd = m_hat / (xp_of(v_hat).sqrt(v_hat) + self.eps) + decay * theta
                 out[name] = _descend(theta, lr * upd)
-        return out, {"t": t, "m": m, "v": v}
+        new = {"t": t, "m": m, "v": v}
+        if "lr_scale" in state:
+            new["lr_scale"] = state["lr_scale"]
+        return out, new
 
     # -- stateful numpy convenience -----------------------------------------------------------
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
@@ -109,6 +141,8 @@ class Optimizer:
         """Arrays that, with the hyper-parameters, restore this optimizer exactly."""
         state = self.state or {"t": 0, "m": {}, "v": {}}
         out = {"t": np.array(int(state["t"]))}
+        if "lr_scale" in state:
+            out["lr_scale"] = np.asarray(state["lr_scale"])
         out.update({f"m/{k}": np.asarray(v) for k, v in state["m"].items()})
         out.update({f"v/{k}": np.asarray(v) for k, v in state["v"].items()})
         return out
@@ -122,3 +156,5 @@ class Optimizer:
             "m": {k[2:]: np.array(v) for k, v in state.items() if k.startswith("m/")},
             "v": {k[2:]: np.array(v) for k, v in state.items() if k.startswith("v/")},
         }
+        if "lr_scale" in state:
+            self.state["lr_scale"] = np.array(state["lr_scale"])

@@ -89,7 +89,7 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
     epochs = tqdm(range(start + 1, cfg.learning.epochs + 1), desc="epochs", disable=not progress, unit="epoch")
     for epoch in epochs:
         t0 = time.perf_counter()
-        stats = trainer.train_epoch(x_train, data.y_train, progress=progress, desc=f"epoch {epoch}")
+        stats = trainer.train_epoch(x_train, data.y_train, progress=progress, desc=f"epoch {epoch}", epoch=epoch)
         elapsed = time.perf_counter() - t0
         test_error, test_loss = trainer.evaluate(x_test, data.y_test)
         t1 = time.perf_counter()

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ..dynamics import rhs
 from ..dynamics.loss import one_hot, squared_error
 from ..dynamics.network import OUTPUT, Network
-from ..dynamics.optimizers import Optimizer
+from ..dynamics.optimizers import Optimizer, lr_scale
 from ..dynamics.params import Params
 from ..dynamics.nonlinearities import xp_of
 from ..dynamics.plasticity import EP_RULES
@@ -227,7 +227,20 @@ class EPTrainer:
             step, pop = self.engine.locate_divergence(params, free, x, dyn.nudge_steps, sign * beta, d)
         raise DivergenceError(phase, step, pop)
 
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, progress: bool = True, desc: str = "") -> EpochStats:
+    def set_epoch(self, epoch: int) -> float:
+        """Set the learning-rate factor of ``learning.lr_schedule`` for ``epoch`` (1-based); returns it."""
+        lc = self.cfg.learning
+        scale = lr_scale(lc.lr_schedule, epoch, lc.epochs, lc.lr_final_fraction, lc.lr_decay)
+        self._live_params()  # the optimizer state on the engine's device first, then the factor
+        self.optimizer.state["lr_scale"] = np.asarray(scale, self.engine.dtype)
+        return scale
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, progress: bool = True, desc: str = "",
+                    epoch: int | None = None) -> EpochStats:
+        """One pass over ``(x, y)`` in a random order; ``epoch`` (1-based) sets the
+        learning-rate schedule's factor (:meth:`set_epoch`)."""
+        if epoch is not None:
+            self.set_epoch(epoch)
         bs = self.cfg.learning.batch_size
         order = self.rng.permutation(len(x))
         n_wrong, loss_sum, res_sum, n_batches = 0, 0.0, {}, 0

@@ -47,3 +47,29 @@ def test_state_dict_round_trip_continues_identically():
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="sgd"):
         Optimizer({}, "rmsprop")
+
+
+def test_lr_schedules():
+    from hebbsim.dynamics.optimizers import lr_scale
+
+    assert lr_scale("constant", 7, 10) == 1.0
+    assert lr_scale("cosine", 1, 10) == pytest.approx(1.0)
+    assert lr_scale("cosine", 6, 10) == pytest.approx(0.5)  # half way: cos(π/2) = 0
+    assert lr_scale("cosine", 6, 10, final_fraction=0.2) == pytest.approx(0.6)
+    assert lr_scale("cosine", 10, 10) == pytest.approx(0.5 * (1 + np.cos(0.9 * np.pi)))
+    assert lr_scale("exponential", 3, 10, decay=0.5) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="cosine"):
+        lr_scale("linear", 1, 10)
+
+
+def test_lr_scale_in_state_scales_sgd_and_adam_steps():
+    for kind in ("sgd", "adam"):
+        a, b = {"W_a": np.ones(2)}, {"W_a": np.ones(2)}
+        opt_a, opt_b = Optimizer({"W_a": 0.1}, kind), Optimizer({"W_a": 0.025}, kind)
+        opt_a.state = opt_a.init(a)
+        opt_a.state["lr_scale"] = np.asarray(0.25)
+        g = {"W_a": np.array([0.3, -2.0])}
+        opt_a.step(a, g)
+        opt_b.step(b, g)
+        np.testing.assert_allclose(a["W_a"], b["W_a"])
+        assert float(opt_a.state_dict()["lr_scale"]) == 0.25  # part of the checkpoint

@@ -94,19 +94,21 @@ def test_one_epoch_gives_the_same_weights_on_both_engines(rule, optimizer):
 
 
 def test_the_training_step_is_compiled_once_per_run():
+    """... a learning-rate schedule included: its factor is data, not a constant of the program."""
     cfg = load_params({
         "network": {"layers": [64, 16, 10], "topology": "symmetric"},
         "dynamics": {"engine": "jax", "free_steps": 8, "nudge_steps": 3, "random_sign_beta": True},
-        "learning": {"batch_size": 32},
+        "learning": {"batch_size": 32, "lr_schedule": "cosine", "epochs": 3},
         "data": {"dataset": "digits"},
     })
     net = cfg.build_network()
     data = load_dataset("digits")
     x, y = data.x_train[:150].astype(np.float32), data.y_train[:150]  # last batch: 22 samples
     tr = _trainer("jax", cfg, net, len(x))
-    for _ in range(3):
-        tr.train_epoch(x, y, progress=False)
+    for epoch in (1, 2, 3):
+        tr.train_epoch(x, y, progress=False, epoch=epoch)
     assert tr.n_traces == 1
+    assert float(tr.optimizer.state["lr_scale"]) == pytest.approx(0.25)  # cosine at 3 of 3
 
 
 def test_euler_error_against_adaptive_diffrax_halves_with_dt(rng):
