@@ -113,6 +113,16 @@ class ForwardGradientConfig(_Section):
     mode: Literal["global", "local_greedy"] = "global"
     readout_lr: float | None = Field(
         None, gt=0, description="local_greedy: learning rate of the hidden blocks' readouts (default: the block's lr)")
+    groups: int = Field(
+        1, ge=1, description="local_greedy: split every hidden block into this many groups of consecutive units, "
+                             "each with its own readout and local loss, perturbed together (seed 004 §4)")
+
+    @model_validator(mode="after")
+    def _groups_need_local_losses(self):
+        if self.groups > 1 and self.mode != "local_greedy":
+            raise ValueError(f"groups = {self.groups} needs mode = 'local_greedy' (a group is read by its own "
+                             "readout); set mode = 'local_greedy' or groups = 1")
+        return self
 
 
 class LearningConfig(_Section):
@@ -254,6 +264,14 @@ class RunParams(_Section):
                 raise ValueError(
                     f"learning.forward_gradient.perturb = {fgc.perturb}: give distinct names among the "
                     f"non-input populations {', '.join(dynamic)}"
+                )
+        if fgc.groups > 1:
+            hidden = [p for p in (fgc.perturb or net.hidden) if p in net.hidden]
+            odd = [f"{p} ({net.sizes[p]} units)" for p in hidden if net.sizes[p] % fgc.groups]
+            if odd:
+                raise ValueError(
+                    f"learning.forward_gradient.groups = {fgc.groups} does not divide {', '.join(odd)}; "
+                    "use a divisor of every hidden block's size"
                 )
         tied = [p.name for p in net.projections if p.kind == "tied"]
         if tied:

@@ -65,22 +65,52 @@ Eligibility = dict  # {"V_<pop>": (rows, n), "W_<proj>": (n_dst, n_src)} during 
 
 
 # -- losses and rewards -------------------------------------------------------------------------
+def n_groups(ro: Readout) -> int:
+    """How many groups a readout serves: its bias is ``(n_classes,)`` for one, ``(G, n_classes)``
+    for ``G`` groups of consecutive units, each read by its own columns of ``A``."""
+    return 1 if ro is None or ro[1].ndim == 1 else ro[1].shape[0]
+
+
+def _grouped(rate, ro: tuple):
+    """``(ρ (rows, G, m), A (n_classes, G, m))`` for a readout of ``G`` groups of ``m`` units."""
+    g = n_groups(ro)
+    return rate.reshape(rate.shape[0], g, -1), ro[0].reshape(ro[0].shape[0], g, -1)
+
+
 def readout(rate, ro: Readout):
-    """:math:`y = A\\rho + a` (the identity for ``None``)."""
+    """:math:`y = A\\rho + a` (the identity for ``None``); with ``G > 1`` groups,
+    :math:`y_g = A_g\\rho_g + a_g` of shape ``(rows, G, n_classes)``."""
     if ro is None:
         return rate
-    return rate @ ro[0].T + ro[1]
+    if n_groups(ro) == 1:
+        return rate @ ro[0].T + ro[1].reshape(-1)
+    r, a = _grouped(rate, ro)
+    xp = xp_of(rate)
+    return xp.einsum("bgi,kgi->bgk", r, a) + ro[1]
+
+
+def _error(rate, ro: Readout, target):
+    y = readout(rate, ro)
+    return y - (target if y.ndim == 2 else target[:, None, :])
 
 
 def local_loss(rate, ro: Readout, target):
-    """Per-sample :math:`\\tfrac12\\lVert y - d\\rVert^2`."""
-    return 0.5 * ((readout(rate, ro) - target) ** 2).sum(axis=-1)
+    """Per-sample :math:`\\tfrac12\\lVert y - d\\rVert^2` (summed over the groups)."""
+    err = _error(rate, ro, target)
+    return 0.5 * (err**2).reshape(err.shape[0], -1).sum(axis=-1)
 
 
 def reward_gradient(s, rho_kind: str, ro: Readout, target):
-    """:math:`\\nabla_s R = -\\rho'(s)\\odot A^\\top(A\\rho(s) + a - d)` (per row)."""
-    err = readout(rho(s, rho_kind), ro) - target
-    back = err if ro is None else err @ ro[0]
+    """:math:`\\nabla_s R = -\\rho'(s)\\odot A^\\top(A\\rho(s) + a - d)` (per row); with groups, each
+    unit's entry is the gradient of its own group's reward."""
+    err = _error(rho(s, rho_kind), ro, target)
+    if ro is None:
+        back = err
+    elif n_groups(ro) == 1:
+        back = err @ ro[0]
+    else:
+        _, a = _grouped(s, ro)
+        back = xp_of(s).einsum("bgk,kgi->bgi", err, a).reshape(s.shape)
     return -rho_prime(s, rho_kind) * back
 
 
@@ -92,6 +122,22 @@ def reward_rate(net: Network, states: rhs.States, ds: rhs.States, readouts: dict
         g = reward_gradient(states[pop], net.rho, readouts.get(pop), target)
         total = total + m * (g * ds[pop]).sum(axis=-1)
     return total
+
+
+def group_reward_rate(states: rhs.States, ds: rhs.States, readouts: dict, target, reward_mask: dict, rho_kind: str,
+                      pop: str):
+    """Per unit of ``pop``, the reward rate of the group it belongs to,
+    :math:`m\\,\\dot R_{g(j)} = m\\sum_{i\\in g(j)}\\nabla_{s_i}R_g\\,\\dot s_i` (``(rows, n)``), for a
+    population read by a grouped readout: its groups are perturbed together and each learns
+    only from its own loss (local losses, seed 004 §4), so the other groups' perturbations
+    are not noise in its update."""
+    ro = readouts[pop]
+    g = reward_gradient(states[pop], rho_kind, ro, target) * ds[pop]
+    groups = n_groups(ro)
+    rows, n = g.shape
+    per_group = g.reshape(rows, groups, -1).sum(axis=-1)
+    xp = xp_of(g)
+    return (reward_mask[pop][:, None] * xp.repeat(per_group, n // groups, axis=1))
 
 
 # -- the eligibility ------------------------------------------------------------------------------
@@ -118,7 +164,12 @@ def window_step(net: Network, params: Params, states: rhs.States, x, extra: dict
     ds = rhs.drift(net, params, states, x, extra=extra)
     rdot = reward_rate(net, states, ds, readouts, target, reward_mask)
     rates = rhs.rates(net, states, x)
-    u = {pop: ds[pop] * (rdot * m * dt)[:, None] for pop, m in learn_mask.items()}
+    u = {}
+    for pop, m in learn_mask.items():
+        if n_groups(readouts.get(pop)) > 1:
+            u[pop] = ds[pop] * group_reward_rate(states, ds, readouts, target, reward_mask, net.rho, pop) * (m * dt)[:, None]
+        else:
+            u[pop] = ds[pop] * (rdot * m * dt)[:, None]
     out = {f"V_{pop}": elig[f"V_{pop}"] + u[pop] for pop in learn_mask}
     internal, _ = eligibility_projections(net, tuple(learn_mask))
     for p in internal:
@@ -163,12 +214,18 @@ def fg_gradients(elig: dict, epsilon: float, n) -> dict:
 
 def readout_gradients(pop: str, rate, ro: tuple, target, mask=None) -> dict:
     """Delta rule of a block's readout at the free state, averaged over the (real) samples:
-    ``{"readout_W_<pop>": (y - d)ᵀρ, "readout_b_<pop>": Σ(y - d)} / n``."""
-    err = readout(rate, ro) - target
+    ``{"readout_W_<pop>": (y - d)ᵀρ, "readout_b_<pop>": Σ(y - d)} / n`` (per group for a
+    grouped readout: each group's columns of ``A`` and row of ``a`` from its own error)."""
+    err = _error(rate, ro, target)
     n = err.shape[0]
     if mask is not None:
-        err, n = err * mask[:, None], mask.sum()
-    return {f"readout_W_{pop}": err.T @ rate / n, f"readout_b_{pop}": err.sum(axis=0) / n}
+        err, n = err * (mask[:, None] if err.ndim == 2 else mask[:, None, None]), mask.sum()
+    if err.ndim == 2:
+        return {f"readout_W_{pop}": err.T @ rate / n,
+                f"readout_b_{pop}": err.sum(axis=0).reshape(ro[1].shape) / n}
+    r, _ = _grouped(rate, ro)
+    g_a = xp_of(rate).einsum("bgk,bgi->kgi", err, r).reshape(ro[0].shape)
+    return {f"readout_W_{pop}": g_a / n, f"readout_b_{pop}": err.sum(axis=0) / n}
 
 
 def time_constant_factor(hops: int, n_steps: int, dt: float, leak: float = 1.0) -> float:

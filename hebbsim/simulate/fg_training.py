@@ -138,9 +138,12 @@ class FGTrainer(EPTrainer):
             for pop in self.plan.perturb:
                 if pop == OUTPUT:
                     continue
-                self.readouts[f"readout_W_{pop}"] = draw_weight(rng, "glorot_uniform", n_cls, net.sizes[pop]).astype(
-                    engine.dtype)
-                self.readouts[f"readout_b_{pop}"] = np.zeros(n_cls, engine.dtype)
+                g = fgc.groups
+                # one readout per group, Glorot for its own fan-in; a group's columns in a row
+                self.readouts[f"readout_W_{pop}"] = np.concatenate(
+                    [draw_weight(rng, "glorot_uniform", n_cls, net.sizes[pop] // g) for _ in range(g)],
+                    axis=1).astype(engine.dtype)
+                self.readouts[f"readout_b_{pop}"] = np.zeros(n_cls if g == 1 else (g, n_cls), engine.dtype)
                 lr = fgc.readout_lr or lrs[f"b_{pop}"]
                 lrs[f"readout_W_{pop}"] = lrs[f"readout_b_{pop}"] = float(lr)
         self.optimizer = Optimizer(lrs, cfg.learning.optimizer, momentum=cfg.learning.momentum,

@@ -65,10 +65,11 @@ def _expected_update(net, system, free, d, perturb, eps, n_steps):
     return fg.fg_gradients(e, eps, 2 * batch)  # Σ over ± pairs / 2, mean over samples
 
 
-@pytest.mark.parametrize("topology,mode", [("feedforward", "global"), ("loop", "local_greedy")])
-def test_numba_kernel_and_jax_window_match_the_reference_window(topology, mode):
+@pytest.mark.parametrize("topology,mode,groups", [("feedforward", "global", 1), ("loop", "local_greedy", 1),
+                                                   ("feedforward", "local_greedy", 2)])
+def test_numba_kernel_and_jax_window_match_the_reference_window(topology, mode, groups):
     net, params, x, d, system, free = _problem("gated" if mode == "global" else "additive", topology,
-                                               layers=(6, 7, 5, 4), batch=5)
+                                               layers=(6, 8, 6, 4), batch=5)
     rng = np.random.default_rng(3)
     perturb, k = ("h1", "h2", "o"), 2
     copies = len(fg.blocks(perturb, mode)) * k
@@ -76,7 +77,8 @@ def test_numba_kernel_and_jax_window_match_the_reference_window(topology, mode):
     learn["h2"] = learn["h2"] * np.tile([1, 1, 0, 1, 1], copies)  # a padded sample learns nothing
     extra = fg.perturbation_current({p: rng.standard_normal((copies * len(x), net.sizes[p])) for p in perturb},
                                     0.05, perturbed)
-    readouts = {p: (rng.normal(size=(4, net.sizes[p])), rng.normal(size=4)) for p in ("h1", "h2")}
+    bias = (4,) if groups == 1 else (groups, 4)  # a grouped readout: one bias row per group
+    readouts = {p: (rng.normal(size=(4, net.sizes[p])), rng.normal(size=bias)) for p in ("h1", "h2")}
     readouts = readouts if mode == "local_greedy" else {}
     ref_s, ref_e = fg.integrate_window(net, params, free, x, copies, extra, d, readouts, reward, learn, DT, 9)
     nb_r, nb_e = system.perturbed_window(free, copies, extra, d, readouts, reward, learn, 9)
@@ -91,6 +93,28 @@ def test_numba_kernel_and_jax_window_match_the_reference_window(topology, mode):
     for k_ in ref_s:
         np.testing.assert_allclose(nb_r.states[k_], ref_s[k_], rtol=0, atol=1e-13)
         np.testing.assert_allclose(np.asarray(jx_r.states[k_]), nb_r.states[k_], rtol=0, atol=1e-13)
+
+
+def test_a_grouped_readout_rewards_each_group_with_the_gradient_of_its_own_loss():
+    rng = np.random.default_rng(4)
+    rows, n, groups, n_cls = 3, 6, 3, 4
+    s, ds, target = rng.normal(size=(rows, n)), rng.normal(size=(rows, n)), rng.normal(size=(rows, n_cls))
+    ro = (rng.normal(size=(n_cls, n)), rng.normal(size=(groups, n_cls)))
+    mask = np.array([1.0, 0.0, 2.0])
+    got = fg.group_reward_rate({"h1": s}, {"h1": ds}, {"h1": ro}, target, {"h1": mask}, "tanh", "h1")
+    m = n // groups
+    for g in range(groups):
+        cols = slice(g * m, (g + 1) * m)
+        r = np.tanh(s[:, cols])
+        err = r @ ro[0][:, cols].T + ro[1][g] - target  # group g's own readout, loss ½‖err‖²
+        grad_s = -(1 - r**2) * (err @ ro[0][:, cols])  # ∇_s R_g on its own units; zero elsewhere
+        expect = mask * (grad_s * ds[:, cols]).sum(axis=1)
+        np.testing.assert_allclose(got[:, cols], np.repeat(expect[:, None], m, axis=1), rtol=1e-12)
+    # the summed losses of the groups: the readout's local loss
+    total = fg.local_loss(np.tanh(s), ro, target)
+    per_group = [0.5 * ((np.tanh(s[:, g * m:(g + 1) * m]) @ ro[0][:, g * m:(g + 1) * m].T + ro[1][g] - target) ** 2
+                        ).sum(axis=1) for g in range(groups)]
+    np.testing.assert_allclose(total, np.sum(per_group, axis=0), rtol=1e-12)
 
 
 def test_mean_update_over_many_perturbations_aligns_with_the_exact_gradient():
@@ -166,13 +190,14 @@ def _digits_cfg(engine, mode, topology, **fgc):
     })
 
 
-@pytest.mark.parametrize("mode,topology", [("global", "feedforward"), ("local_greedy", "loop")])
-def test_one_epoch_gives_the_same_weights_on_both_engines(mode, topology):
+@pytest.mark.parametrize("mode,topology,groups", [("global", "feedforward", 1), ("local_greedy", "loop", 1),
+                                                   ("local_greedy", "feedforward", 5)])
+def test_one_epoch_gives_the_same_weights_on_both_engines(mode, topology, groups):
     data = load_dataset("digits")
     x, y = data.x_train[:72], data.y_train[:72]  # 4 full batches and a short one (padded on jax)
     out = {}
     for engine in ("numba", "jax"):
-        cfg = _digits_cfg(engine, mode, topology)
+        cfg = _digits_cfg(engine, mode, topology, groups=groups)
         assert cfg.network.neuron == "additive"  # the rule's default neuron model
         net = cfg.build_network()
         rng = np.random.default_rng(5)
@@ -230,10 +255,15 @@ def test_parameter_file_validation():
         "learning.forward_gradient.epsilon=0.0": "epsilon",
         "learning.forward_gradient.typo=1": "unknown key",
         "network.topology=symmetric": "tied",
+        "learning.forward_gradient.groups=2": "needs mode = 'local_greedy'",
     }
     for override, words in bad.items():
         with pytest.raises(ParameterError, match=words):
             load_params(base, [override])
     with pytest.raises(ParameterError, match="learning.rule = 'ep_chl'"):
         load_params(base, ["learning.rule=ep_chl", "learning.forward_gradient.epsilon=0.1"])
+    with pytest.raises(ParameterError, match=r"groups = 3 does not divide h1 \(10 units\)"):
+        load_params(base, ["learning.forward_gradient.mode=\"local_greedy\"", "learning.forward_gradient.groups=3"])
+    assert load_params(base, ["learning.forward_gradient.mode=\"local_greedy\"",
+                              "learning.forward_gradient.groups=5"]).learning.forward_gradient.groups == 5
     assert load_params(tomllib.loads(cfg.to_toml())) == cfg

@@ -116,7 +116,8 @@ class NumbaClamped:
                 readout_b.append(np.zeros((1, n_cls), dt))
             else:
                 readout_w.append(np.ascontiguousarray(ro[0], dtype=dt))
-                readout_b.append(np.asarray(ro[1], dt).reshape(1, n_cls).copy())
+                readout_b.append(np.asarray(ro[1], dt).reshape(-1, n_cls).copy())  # (groups, n_cls)
+        groups = np.array([b.shape[0] for b in readout_b], dtype=np.int64)
         internal, _ = eligibility_projections(e.net, tuple(learn_mask))
         mine = {p.name for p in internal}
         learned = np.array([p.name in mine for p in e._internal], dtype=np.int64)
@@ -131,7 +132,7 @@ class NumbaClamped:
             np.array([n in reward_mask for n in pops], dtype=np.int64), col(reward_mask), col(learn_mask),
             tile(target), np.empty((rows, n_cls), dt), tuple(np.empty((rows, n), dt) for n in sizes),
             np.empty(rows, dt), learned, elig_t, tuple(np.empty(w.shape, dt) for w in elig_t), v,
-            e.dt, int(n_steps),
+            e.dt, int(n_steps), groups, tuple(np.empty((rows, g), dt) for g in groups),
         )
         if bad_step >= 0:
             raise DivergenceError(phase, int(bad_step), pops[bad_pop])

@@ -172,6 +172,33 @@ def euler_kernel(rho_kind: int, gated: bool, clip: bool):
     return euler_relax
 
 
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _grouped_reward(r, s, ds, a, bias, target, mask, n_groups, rho_kind, back, group_rdot, rdot):
+    """A grouped readout's reward rates: per row ``b`` and group ``g`` (units ``g·m … g·m+m−1``),
+    ``y = A_g ρ_g + a_g − d``, ``back_g = y A_g`` and ``Ṙ_g = m_b Σ −ρ'(s)·back·ds``, into
+    ``group_rdot[b, g]``; their sum joins ``rdot[b]``."""
+    n_cls = a.shape[0]
+    size = r.shape[1] // n_groups
+    y = np.empty(n_cls, r.dtype)
+    for b in range(r.shape[0]):
+        for g in range(n_groups):
+            lo = g * size
+            for k in range(n_cls):
+                acc = bias[g, k] - target[b, k]
+                for i in range(lo, lo + size):
+                    acc += a[k, i] * r[b, i]
+                y[k] = acc
+            rg = 0.0
+            for i in range(lo, lo + size):
+                acc = 0.0
+                for k in range(n_cls):
+                    acc += y[k] * a[k, i]
+                back[b, i] = acc
+                rg -= _rho_prime(s[b, i], rho_kind) * acc * ds[b, i]
+            group_rdot[b, g] = mask[b] * rg
+            rdot[b] += mask[b] * rg
+
+
 @functools.lru_cache(maxsize=None)
 def window_kernel(rho_kind: int, gated: bool, clip: bool):
     """The perturbed window of the ``forward_gradient`` rule, specialised like :func:`euler_kernel`:
@@ -181,7 +208,7 @@ def window_kernel(rho_kind: int, gated: bool, clip: bool):
     @njit(cache=True, fastmath=_FASTMATH)
     def fg_window(states, static, weights_t, proj_src, proj_dst, inv_leak, rates, currents, scratch, drift,
                   readout_w, readout_wt, readout_b, has_reward, reward_mask, learn_mask, target, y, back, rdot,
-                  learned, elig_t, elig_scratch, v, dt, n_steps):
+                  learned, elig_t, elig_scratch, v, dt, n_steps, groups, group_rdot):
         """Integrate ``n_steps`` steps in place on ``states`` and the accumulators ``elig_t`` (one
         ``(n_src, n_dst)`` array per internal projection, used where ``learned[p]``) and ``v``
         (``(rows, n)`` per population). Returns ``(bad_step, bad_population)`` (``-1, -1`` when
@@ -223,6 +250,10 @@ def window_kernel(rho_kind: int, gated: bool, clip: bool):
             for j in range(n_pop):
                 if has_reward[j] == 0:
                     continue
+                if groups[j] > 1:
+                    _grouped_reward(rates[j], states[j], drift[j], readout_w[j], readout_b[j], target,
+                                    reward_mask[:, j], groups[j], rho_kind, back[j], group_rdot[j], rdot)
+                    continue
                 np.dot(rates[j], readout_wt[j], y)
                 rb = readout_b[j]
                 for b in range(rows):
@@ -241,6 +272,15 @@ def window_kernel(rho_kind: int, gated: bool, clip: bool):
                 bk = back[j]
                 ds_j = drift[j]
                 vj = v[j]
+                if groups[j] > 1:
+                    gr = group_rdot[j]
+                    size = bk.shape[1] // groups[j]
+                    for b in range(rows):
+                        for i in range(bk.shape[1]):
+                            u = ds_j[b, i] * gr[b, i // size] * learn_mask[b, j] * dt
+                            bk[b, i] = u
+                            vj[b, i] += u
+                    continue
                 for b in range(rows):
                     w = rdot[b] * learn_mask[b, j] * dt
                     for i in range(bk.shape[1]):
