@@ -114,14 +114,23 @@ def reward_gradient(s, rho_kind: str, ro: Readout, target):
     return -rho_prime(s, rho_kind) * back
 
 
+def _reward_terms(states: rhs.States, ds: rhs.States, readouts: dict, target, reward_mask: dict, rho_kind: str):
+    """Per reward population ``l``, the per-unit terms :math:`m_l\\,\\nabla_{s_l}R_l\\odot\\dot s_l` (rows × n)."""
+    return {pop: m[:, None] * reward_gradient(states[pop], rho_kind, readouts.get(pop), target) * ds[pop]
+            for pop, m in reward_mask.items()}
+
+
+def _per_group(terms, groups: int):
+    """Each unit's group sum of ``terms`` (rows × n), ``groups`` groups of consecutive units."""
+    rows, n = terms.shape
+    return xp_of(terms).repeat(terms.reshape(rows, groups, -1).sum(axis=-1), n // groups, axis=1)
+
+
 def reward_rate(net: Network, states: rhs.States, ds: rhs.States, readouts: dict, target, reward_mask: dict):
     """:math:`\\dot R` per row: :math:`\\sum_l m_l\\,\\nabla_{s_l}R_l\\cdot\\dot s_l` over the reward
     populations ``l`` of ``reward_mask``."""
-    total = 0.0
-    for pop, m in reward_mask.items():
-        g = reward_gradient(states[pop], net.rho, readouts.get(pop), target)
-        total = total + m * (g * ds[pop]).sum(axis=-1)
-    return total
+    terms = _reward_terms(states, ds, readouts, target, reward_mask, net.rho)
+    return sum(t.sum(axis=-1) for t in terms.values())
 
 
 def group_reward_rate(states: rhs.States, ds: rhs.States, readouts: dict, target, reward_mask: dict, rho_kind: str,
@@ -131,13 +140,8 @@ def group_reward_rate(states: rhs.States, ds: rhs.States, readouts: dict, target
     population read by a grouped readout: its groups are perturbed together and each learns
     only from its own loss (local losses, seed 004 §4), so the other groups' perturbations
     are not noise in its update."""
-    ro = readouts[pop]
-    g = reward_gradient(states[pop], rho_kind, ro, target) * ds[pop]
-    groups = n_groups(ro)
-    rows, n = g.shape
-    per_group = g.reshape(rows, groups, -1).sum(axis=-1)
-    xp = xp_of(g)
-    return (reward_mask[pop][:, None] * xp.repeat(per_group, n // groups, axis=1))
+    terms = _reward_terms(states, ds, readouts, target, {pop: reward_mask[pop]}, rho_kind)
+    return _per_group(terms[pop], n_groups(readouts[pop]))
 
 
 # -- the eligibility ------------------------------------------------------------------------------
@@ -162,14 +166,14 @@ def window_step(net: Network, params: Params, states: rhs.States, x, extra: dict
     """One Euler step of the perturbed window and its eligibility increment (left Riemann sum:
     rates, ds/dt and dR/dt at the step's start). Returns ``(states, elig)``."""
     ds = rhs.drift(net, params, states, x, extra=extra)
-    rdot = reward_rate(net, states, ds, readouts, target, reward_mask)
+    terms = _reward_terms(states, ds, readouts, target, reward_mask, net.rho)
+    rdot = sum(t.sum(axis=-1) for t in terms.values())
     rates = rhs.rates(net, states, x)
     u = {}
     for pop, m in learn_mask.items():
-        if n_groups(readouts.get(pop)) > 1:
-            u[pop] = ds[pop] * group_reward_rate(states, ds, readouts, target, reward_mask, net.rho, pop) * (m * dt)[:, None]
-        else:
-            u[pop] = ds[pop] * (rdot * m * dt)[:, None]
+        groups = n_groups(readouts.get(pop))
+        own = _per_group(terms[pop], groups) if groups > 1 else rdot[:, None]  # a group learns from its own loss
+        u[pop] = ds[pop] * own * (m * dt)[:, None]
     out = {f"V_{pop}": elig[f"V_{pop}"] + u[pop] for pop in learn_mask}
     internal, _ = eligibility_projections(net, tuple(learn_mask))
     for p in internal:
