@@ -5,9 +5,9 @@ For a feed-forward network of ``additive`` neurons the free fixed point is expli
 :math:`s_l = r_l\\,(\\sum_p W_p\\,\\rho(s_\\mathrm{src}) + b_l)`, so the objective the rule
 estimates can be differentiated exactly (JAX):
 
-- ``global``: the task loss :math:`\\tfrac12\\lVert\\rho(s_o) - d\\rVert^2` through the whole network;
+- ``global``: the network's output cost :math:`C(s_o, d)` (``learning.cost``) through the whole network;
 - ``local_greedy``: every block's own loss for the parameters into it, the upstream states held
-  fixed (a hidden block's readout loss, grouped or not; the task loss for the output), and the
+  fixed (a hidden block's readout loss, grouped or not; the output cost for the output), and the
   readouts' delta rule.
 
 Everything else is the run's: network, initial weights and readouts (same seed, drawn by the
@@ -32,7 +32,7 @@ from hebbsim.data.datasets import load_dataset
 from hebbsim.data.params import load_params
 from hebbsim.dynamics import forward_gradient as fg
 from hebbsim.dynamics import rhs
-from hebbsim.dynamics.loss import one_hot
+from hebbsim.dynamics.loss import cost, one_hot
 from hebbsim.dynamics.network import OUTPUT
 from hebbsim.dynamics.params import init_params
 from hebbsim.simulate.engines import engine_from_params
@@ -40,13 +40,14 @@ from hebbsim.simulate.fg_training import FGTrainer
 
 
 def fixed_point(net, params, x, greedy: bool):
-    """The free fixed point of a feed-forward additive network (one pass per layer); with
+    """The free fixed point of a feed-forward additive network (one pass per layer; with
+    ``clip_states`` the clip of the unclipped one, where the projected Euler map rests); with
     ``greedy`` every population sees its sources' states as constants."""
     states = {p.name: jnp.zeros((x.shape[0], p.size), x.dtype) for p in net.dynamic_populations}
     for _ in net.dynamic_populations:  # depth passes make a feed-forward chain exact
         held = {k: jax.lax.stop_gradient(v) for k, v in states.items()} if greedy else states
         cur = rhs.synaptic_currents(net, params, held, x)
-        states = {p.name: p.leak * cur[p.name] for p in net.dynamic_populations}
+        states = rhs.project(net, {p.name: p.leak * cur[p.name] for p in net.dynamic_populations})
     return states
 
 
@@ -74,7 +75,7 @@ def main() -> None:
         p = params.with_trainable(net, flat)
         s = fixed_point(net, p, x, greedy)
         rates = rhs.rates(net, s, x)
-        total = fg.local_loss(rates[OUTPUT], None, d).mean()
+        total = cost(net, s[OUTPUT], d).mean()
         for pop in readout_pops:
             ro = (flat[f"readout_W_{pop}"], flat[f"readout_b_{pop}"])
             total = total + fg.local_loss(rates[pop], ro, d).mean()

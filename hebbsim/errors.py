@@ -6,14 +6,15 @@ class HebbsimError(Exception):
 
 
 class DivergenceError(HebbsimError, FloatingPointError):
-    """A state became non-finite during integration."""
+    """A state became non-finite during integration. ``step`` counts Euler steps from 1 (the
+    first step whose result is non-finite); ``advice`` says what to change, for the settings in
+    force (:func:`hebbsim.simulate.engines.base.divergence_advice`)."""
 
-    def __init__(self, phase: str, step: int, population: str, hint: str = ""):
+    def __init__(self, phase: str, step: int, population: str, hint: str = "",
+                 advice: str = "lower dynamics.dt or the learning rates"):
         self.phase, self.step, self.population = phase, step, population
-        msg = (
-            f"non-finite state in population {population!r} at step {step} of the {phase} phase; "
-            "the integration diverged. Lower dynamics.dt or the learning rates, or use clip_states = true"
-        )
+        msg = (f"non-finite state in population {population!r} at step {step} of the {phase} phase; "
+               f"the integration diverged. {advice[:1].upper()}{advice[1:]}")
         super().__init__(msg + (f" ({hint})" if hint else ""))
 
 

@@ -1,9 +1,10 @@
-r"""Reference gradient estimators in JAX (SPEC §3, reference estimators; §4, gradient alignment).
+r"""Reference gradient estimators in JAX (docs/model.md, *Reference gradients*).
 
-Every learning rule of hebbsim is judged against the gradient of the task loss at the free
-fixed point,
+Every learning rule of hebbsim is judged against the gradient of the network's output cost
+:math:`C` (:mod:`hebbsim.dynamics.loss`, the same cost the nudge and the recorded loss use) at
+the free fixed point,
 
-.. math::  \mathcal L(\theta) = \frac1B \sum_{n=1}^{B} \tfrac12 \lVert \rho(s_o^{*,n}(\theta)) - d^n \rVert^2 ,
+.. math::  \mathcal L(\theta) = \frac1B \sum_{n=1}^{B} C\big(s_o^{*,n}(\theta), d^n\big) ,
 
 where :math:`s^{*,n}` is sample :math:`n`'s free fixed point. Estimators (all return
 :math:`\nabla_\theta \mathcal L`, keyed like :meth:`hebbsim.dynamics.params.Params.trainable`,
@@ -40,6 +41,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..dynamics import rhs
+from ..dynamics.loss import cost
 from ..dynamics.network import OUTPUT, Network
 from ..dynamics.params import Params
 from .alignment import angle, cosine  # noqa: F401  (re-exported: the comparisons of this module)
@@ -49,8 +51,7 @@ Grads = dict[str, jax.Array]
 
 
 def _sample_loss(net: Network, states: dict, d) -> jax.Array:
-    r = rhs.rates(net, states, None)[OUTPUT]
-    return 0.5 * jnp.sum((r - d) ** 2)
+    return cost(net, states[OUTPUT], d)
 
 
 def _as_jax(params: Params) -> Params:
@@ -112,8 +113,7 @@ def _implicit_gradient(net, params, x, d, fixed_point):
 def batch_loss(net: Network, params: Params, x, d, n_steps: int, dt: float, extra=None) -> jax.Array:
     """:math:`\\mathcal L` after an ``n_steps`` Euler free phase."""
     s = free_phase(net, params, x, n_steps, dt, extra)
-    r = rhs.rates(net, s, x)[OUTPUT]
-    return jnp.mean(0.5 * jnp.sum((r - d) ** 2, axis=-1))
+    return jnp.mean(cost(net, s[OUTPUT], d))
 
 
 @partial(jax.jit, static_argnames=("net", "n_steps", "dt"))
@@ -170,8 +170,7 @@ def _fg_activity_chunk(net, params, x, d, n_steps, dt, keys, weight):
 
     def per_sample_loss(extra):
         s = free_phase(net, params, x, n_steps, dt, extra)
-        r = rhs.rates(net, s, x)[OUTPUT]
-        return 0.5 * jnp.sum((r - d) ** 2, axis=-1)  # (batch,): each sample's own loss
+        return cost(net, s[OUTPUT], d)  # (batch,): each sample's own loss
 
     def one(k):
         keys = dict(zip(zero, jax.random.split(k, len(zero))))
@@ -197,7 +196,7 @@ def fg_activity(net: Network, params: Params, x, d, n_steps: int, dt: float, key
                             jnp.asarray(d), n_steps, float(dt))
 
 
-# -- the rules against the exact gradient (SPEC §4, gradient alignment) ---------------------------
+# -- the rules against the exact gradient (docs/model.md, gradient alignment) ----------------------
 def ep_gradient_alignment(net: Network, engine, params: Params, x, d, rule, beta: float, n_free: int,
                           n_nudge: int, tol: float = 1e-6) -> dict[str, float]:
     """Angle (degrees) between an EP rule's update and −∇_W L for every learned projection, on

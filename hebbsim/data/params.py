@@ -1,4 +1,4 @@
-"""Parameter files (SPEC §7): TOML in, a validated :class:`RunParams` out.
+"""Parameter files (docs/guide.md): TOML in, a validated :class:`RunParams` out.
 
 Parameter files are data: they are parsed with :mod:`tomllib` and validated with pydantic,
 never evaluated. Every error names the key, the value given and what is allowed.
@@ -14,6 +14,7 @@ from typing import Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..dynamics.loss import COSTS
 from ..dynamics.network import INIT_DISTRIBUTIONS, build_network, Network, Projection
 from ..errors import HebbsimError
 
@@ -104,7 +105,7 @@ class DynamicsConfig(_Section):
 
 class ForwardGradientConfig(_Section):
     """``[learning.forward_gradient]``: the perturbed window of the ``forward_gradient`` rule
-    (SPEC §3; :mod:`hebbsim.dynamics.forward_gradient`)."""
+    (docs/forward_gradient.md; :mod:`hebbsim.dynamics.forward_gradient`)."""
 
     epsilon: float = Field(0.01, gt=0, description="perturbation current amplitude ε (current = ε·u, u ~ N(0, 1))")
     perturb_time: float = Field(2.0, gt=0, description="window duration (time units; steps = perturb_time / dt)")
@@ -126,8 +127,17 @@ class ForwardGradientConfig(_Section):
 
 
 class LearningConfig(_Section):
-    rule: Literal["ep_chl", "ep_chl_classic", "forward_gradient"] = "ep_chl"
+    rule: Literal["ep_chl", "ep_chl_classic", "forward_gradient"] | None = Field(
+        None, description="default: ep_chl_classic for network.topology = 'symmetric' (the exact EP gradient on "
+                          "tied weights), ep_chl otherwise")
+    cost: Literal[COSTS] | None = Field(  # type: ignore[valid-type]
+        None, description="output cost C: the nudge is -beta dC/ds_o, the recorded loss is C, the exact gradient "
+                          "and the forward-gradient reward use C; default: rate_mse for forward_gradient, "
+                          "state_mse otherwise")
     lr: float | list[float] | dict[str, float] = 0.05
+    bias_lr: float | dict[str, float] | None = Field(
+        None, description="bias learning rates: one value for every bias, or a table by population; a bias not "
+                          "named learns at the rate of the first learned projection into its population")
     optimizer: Literal["sgd", "adam"] = "sgd"
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -207,7 +217,12 @@ class RunParams(_Section):
                 f"dynamics.solver = {self.dynamics.solver!r} integrates the ODE and cannot clip states after "
                 "each step; set network.clip_states = false or dynamics.solver = 'euler'"
             )
-        if self.network.neuron is None:  # resolved here, so the stored parameter file says what ran
+        # defaults that depend on other keys are resolved here, so the stored parameter file says what ran
+        if self.learning.rule is None:
+            self.learning.rule = "ep_chl_classic" if self.network.topology == "symmetric" else "ep_chl"
+        if self.learning.cost is None:
+            self.learning.cost = "rate_mse" if self.learning.rule == "forward_gradient" else "state_mse"
+        if self.network.neuron is None:
             self.network.neuron = "additive" if self.learning.rule == "forward_gradient" else "gated"
         if self.learning.rule == "forward_gradient":
             self._check_forward_gradient()
@@ -231,6 +246,7 @@ class RunParams(_Section):
         lrs = lr if isinstance(lr, list) else list(lr.values()) if isinstance(lr, dict) else [lr]
         if any(v <= 0 for v in lrs):
             raise ValueError(f"learning.lr = {lr}: learning rates must be > 0")
+        self._check_bias_lr(net)
         dynamic = [p.name for p in net.dynamic_populations]
         for pop in self.record.populations or ():
             if pop not in dynamic:
@@ -247,6 +263,17 @@ class RunParams(_Section):
     def phases(self) -> tuple[str, ...]:
         """The phases every training batch runs, in order."""
         return PHASE_NAMES if self.dynamics.symmetric_nudging else PHASE_NAMES[:2]
+
+    def _check_bias_lr(self, net: Network) -> None:
+        blr = self.learning.bias_lr
+        dynamic = [p.name for p in net.dynamic_populations]
+        values = blr.values() if isinstance(blr, dict) else [] if blr is None else [blr]
+        if any(v <= 0 for v in values):
+            raise ValueError(f"learning.bias_lr = {blr}: learning rates must be > 0")
+        unknown = [k for k in blr if k not in dynamic] if isinstance(blr, dict) else []
+        if unknown:
+            raise ValueError(f"learning.bias_lr = {blr}: {', '.join(map(repr, unknown))} is not a population with a "
+                             f"bias; name some of {', '.join(dynamic)}")
 
     def _check_forward_gradient(self) -> None:
         fgc, dyn = self.learning.forward_gradient, self.dynamics
@@ -286,14 +313,17 @@ class RunParams(_Section):
         if n.projections is not None:
             projections = [Projection(**p.model_dump()) for p in n.projections]
         return build_network(
-            n.layers, n.topology, rho=n.rho, neuron=n.neuron, clip_states=n.clip_states, leak=n.leak,
+            n.layers, n.topology, rho=n.rho, neuron=n.neuron, clip_states=n.clip_states, cost=self.learning.cost,
+            leak=n.leak,
             loop_kind=n.loop.kind, loop_init=n.loop.init, loop_scale=n.loop.scale,
             feedback_init=n.feedback.init, feedback_scale=n.feedback.scale, projections=projections,
         )
 
     def learning_rates(self, net: Network) -> dict[str, float]:
-        """One rate per trainable array (``W_<proj>``, ``b_<pop>``). A bias learns at the rate of
-        the first learned projection into its population (as in Scellier & Bengio's code)."""
+        """One rate per trainable array (``W_<proj>``, ``b_<pop>``). A bias learns at the rate
+        ``learning.bias_lr`` gives it; else at the rate of the first learned projection into its
+        population (as in Scellier & Bengio's code), or of the first learned projection when
+        none enters it."""
         names = [p.name for p in net.learned]
         lr = self.learning.lr
         per_proj = (dict(zip(names, lr)) if isinstance(lr, list)
@@ -302,6 +332,9 @@ class RunParams(_Section):
         for pop in net.dynamic_populations:
             into = [p.name for p in net.learned if p.dst == pop.name]
             out[f"b_{pop.name}"] = float(per_proj[into[0]] if into else per_proj[names[0]])
+        blr = self.learning.bias_lr
+        overrides = blr if isinstance(blr, dict) else {} if blr is None else {p.name: blr for p in net.dynamic_populations}
+        out.update({f"b_{pop}": float(v) for pop, v in overrides.items()})
         return out
 
     def to_toml(self) -> str:

@@ -1,11 +1,13 @@
-r"""Hopfield energy of a symmetric network (SPEC §4; Scellier & Bengio 2017).
+r"""Hopfield energy of a symmetric network (docs/model.md; Scellier & Bengio 2017).
 
 .. math::
 
     E(s) = \sum_j \frac{\lVert s_j \rVert^2}{2 r_j}
            - \sum_{p\ \text{not tied}} \rho(s_{\mathrm{dst}})^\top W_p\, \rho(s_{\mathrm{src}})
            - \sum_j b_j^\top \rho(s_j),
-    \qquad F = E + \beta\,\tfrac12 \lVert s_o - d \rVert^2 .
+    \qquad F = E + \beta\, C(s_o, d)
+
+with :math:`C` the network's output cost (:mod:`hebbsim.dynamics.loss`).
 
 For ``gated`` neurons and tied feedback, :math:`ds/dt = -\partial F/\partial s` wherever
 :math:`\rho` is differentiable, so :math:`E` never increases along the free phase.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .loss import cost
 from .network import OUTPUT, Network
 from .params import Params
 from .rhs import States, rates
@@ -33,5 +36,5 @@ def energy(net: Network, params: Params, states: States, x: np.ndarray, beta: fl
         if p.kind != "tied":
             e = e - np.einsum("bi,ij,bj->b", r[p.dst], params.weight(p), r[p.src])
     if beta:
-        e = e + beta * 0.5 * np.sum((states[OUTPUT] - target) ** 2, axis=1)
+        e = e + beta * cost(net, states[OUTPUT], target)
     return e

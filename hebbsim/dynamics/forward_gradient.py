@@ -1,4 +1,4 @@
-r"""Rate-based forward-gradient learning in continuous time (SPEC §3 ``forward_gradient``; seed 004 §3.5).
+r"""Rate-based forward-gradient learning in continuous time (docs/forward_gradient.md; seed 004 §3.5).
 
 After the free phase (state :math:`s^*`), every perturbed neuron :math:`j` receives a current
 :math:`\varepsilon u_j`, :math:`u \sim N(0, 1)` per neuron and sample, held for a window of
@@ -9,8 +9,12 @@ After the free phase (state :math:`s^*`), every perturbed neuron :math:`j` recei
            \qquad \dot R = \nabla_s R\cdot\dot s, \qquad
            \Delta W_{ji} = \eta\, e_{ji}/\varepsilon^2 ,
 
-with :math:`\dot s` the model's own right-hand side (:func:`hebbsim.dynamics.rhs.drift`, the
-perturbation included) and :math:`\nabla_s R` evaluated at the current state. Biases use
+with :math:`\dot s` the velocity of the model's own dynamics (:func:`hebbsim.dynamics.rhs.drift`,
+the perturbation included) and :math:`\nabla_s R` evaluated at the current state. With
+``clip_states`` the velocity is the one the projected Euler step actually takes,
+:math:`(\mathrm{clip}(s + \mathrm{dt}\,f) - s)/\mathrm{dt}`: zero for a unit held at a bound. The raw
+drift of such a unit is :math:`O(1)` and would make :math:`\dot s_j\dot R` :math:`O(1)` instead of
+:math:`O(\varepsilon^2)` — an update :math:`10^4` times the gradient even without perturbation. Biases use
 :math:`\rho(s_i) \equiv 1`. As everywhere in :mod:`hebbsim.dynamics`, the rule returns a
 *descent direction* :math:`g = -e/(\varepsilon^2 N)` averaged over the ``N`` (sample,
 perturbation) pairs; the optimizer does :math:`\theta \leftarrow \theta - \eta g`.
@@ -23,10 +27,11 @@ Losses (rewards). A *reward population* :math:`l` reads the classes through a li
 
 .. math::  \nabla_{s_l} R_l = -\rho'(s_l)\odot A_l^\top (y_l - d).
 
-The output population's readout is the identity (``None``): :math:`\mathcal L_o` is the task
-loss :math:`\tfrac12\lVert\rho(s_o) - d\rVert^2`. Modes:
+The output population has no readout (``None``): its loss is the network's output cost
+:math:`C(s_o, d)` (:mod:`hebbsim.dynamics.loss`), so :math:`\nabla_{s_o}R = -\partial C/\partial s_o`.
+Modes:
 
-- ``global``: every perturbed population at once, one reward :math:`R = -\mathcal L_o`;
+- ``global``: every perturbed population at once, one reward :math:`R = -C`;
 - ``local_greedy`` (seed 004 §4): one *block* (population) perturbed at a time, each with its
   own reward :math:`R_l = -\mathcal L_l`; the readout :math:`(A_l, a_l)` of a hidden block learns
   by its own delta rule at the free state, :math:`g_{A_l} = (y_l - d)\,\rho(s_l^*)^\top`,
@@ -54,6 +59,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import rhs
+from .loss import cost_gradient
 from .network import INPUT, OUTPUT, Network
 from .nonlinearities import rho, rho_prime, xp_of
 from .params import Params
@@ -100,23 +106,24 @@ def local_loss(rate, ro: Readout, target):
     return 0.5 * (err**2).reshape(err.shape[0], -1).sum(axis=-1)
 
 
-def reward_gradient(s, rho_kind: str, ro: Readout, target):
-    """:math:`\\nabla_s R = -\\rho'(s)\\odot A^\\top(A\\rho(s) + a - d)` (per row); with groups, each
-    unit's entry is the gradient of its own group's reward."""
-    err = _error(rho(s, rho_kind), ro, target)
+def reward_gradient(s, net: Network, ro: Readout, target):
+    """:math:`\\nabla_s R = -\\rho'(s)\\odot A^\\top(A\\rho(s) + a - d)` (per row) for a readout,
+    :math:`-\\partial C/\\partial s_o` for the output (``ro`` ``None``); with groups, each unit's
+    entry is the gradient of its own group's reward."""
     if ro is None:
-        back = err
-    elif n_groups(ro) == 1:
+        return -cost_gradient(net, s, target)
+    err = _error(rho(s, net.rho), ro, target)
+    if n_groups(ro) == 1:
         back = err @ ro[0]
     else:
         _, a = _grouped(s, ro)
         back = xp_of(s).einsum("bgk,kgi->bgi", err, a).reshape(s.shape)
-    return -rho_prime(s, rho_kind) * back
+    return -rho_prime(s, net.rho) * back
 
 
-def _reward_terms(states: rhs.States, ds: rhs.States, readouts: dict, target, reward_mask: dict, rho_kind: str):
+def _reward_terms(net: Network, states: rhs.States, ds: rhs.States, readouts: dict, target, reward_mask: dict):
     """Per reward population ``l``, the per-unit terms :math:`m_l\\,\\nabla_{s_l}R_l\\odot\\dot s_l` (rows × n)."""
-    return {pop: m[:, None] * reward_gradient(states[pop], rho_kind, readouts.get(pop), target) * ds[pop]
+    return {pop: m[:, None] * reward_gradient(states[pop], net, readouts.get(pop), target) * ds[pop]
             for pop, m in reward_mask.items()}
 
 
@@ -129,18 +136,18 @@ def _per_group(terms, groups: int):
 def reward_rate(net: Network, states: rhs.States, ds: rhs.States, readouts: dict, target, reward_mask: dict):
     """:math:`\\dot R` per row: :math:`\\sum_l m_l\\,\\nabla_{s_l}R_l\\cdot\\dot s_l` over the reward
     populations ``l`` of ``reward_mask``."""
-    terms = _reward_terms(states, ds, readouts, target, reward_mask, net.rho)
+    terms = _reward_terms(net, states, ds, readouts, target, reward_mask)
     return sum(t.sum(axis=-1) for t in terms.values())
 
 
-def group_reward_rate(states: rhs.States, ds: rhs.States, readouts: dict, target, reward_mask: dict, rho_kind: str,
+def group_reward_rate(net: Network, states: rhs.States, ds: rhs.States, readouts: dict, target, reward_mask: dict,
                       pop: str):
     """Per unit of ``pop``, the reward rate of the group it belongs to,
     :math:`m\\,\\dot R_{g(j)} = m\\sum_{i\\in g(j)}\\nabla_{s_i}R_g\\,\\dot s_i` (``(rows, n)``), for a
     population read by a grouped readout: its groups are perturbed together and each learns
     only from its own loss (local losses, seed 004 §4), so the other groups' perturbations
     are not noise in its update."""
-    terms = _reward_terms(states, ds, readouts, target, {pop: reward_mask[pop]}, rho_kind)
+    terms = _reward_terms(net, states, ds, readouts, target, {pop: reward_mask[pop]})
     return _per_group(terms[pop], n_groups(readouts[pop]))
 
 
@@ -161,12 +168,22 @@ def init_eligibility(net: Network, learn: tuple[str, ...], rows: int, like) -> E
     return e
 
 
+def velocity(net: Network, states: rhs.States, ds: rhs.States, dt: float) -> rhs.States:
+    """The velocity an Euler step of the drift ``ds`` actually takes: ``ds`` itself, or with
+    ``clip_states`` :math:`(\\mathrm{clip}(s + \\mathrm{dt}\\,ds) - s)/\\mathrm{dt}` (a unit the clip
+    holds at a bound is at rest, whatever its drift)."""
+    if not net.clip_states:
+        return ds
+    moved = rhs.project(net, {k: states[k] + dt * ds[k] for k in states})
+    return {k: (moved[k] - states[k]) / dt for k in states}
+
+
 def window_step(net: Network, params: Params, states: rhs.States, x, extra: dict, target, readouts: dict,
                 reward_mask: dict, learn_mask: dict, dt: float, elig: Eligibility):
     """One Euler step of the perturbed window and its eligibility increment (left Riemann sum:
-    rates, ds/dt and dR/dt at the step's start). Returns ``(states, elig)``."""
-    ds = rhs.drift(net, params, states, x, extra=extra)
-    terms = _reward_terms(states, ds, readouts, target, reward_mask, net.rho)
+    rates, velocity and dR/dt at the step's start). Returns ``(states, elig)``."""
+    ds = velocity(net, states, rhs.drift(net, params, states, x, extra=extra), dt)
+    terms = _reward_terms(net, states, ds, readouts, target, reward_mask)
     rdot = sum(t.sum(axis=-1) for t in terms.values())
     rates = rhs.rates(net, states, x)
     u = {}

@@ -1,4 +1,4 @@
-r"""Network structure: populations, projections and the topology presets of SPEC §1.
+r"""Network structure: populations, projections and the topology presets (docs/model.md).
 
 A :class:`Network` is a frozen description (no arrays). Its parameters live in
 :class:`hebbsim.dynamics.params.Params`. Populations are named ``x`` (input),
@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .loss import COSTS
 from .nonlinearities import RHO_NAMES
 
 INPUT = "x"
@@ -74,9 +75,10 @@ def projection_name(src: str, dst: str) -> str:
 class Network:
     """Populations (input first) and the projections between them.
 
-    ``neuron`` selects the dynamics of SPEC §2 (``gated``: eq. 13 of seed 000, the
+    ``neuron`` selects the dynamics (docs/model.md; ``gated``: eq. 13 of seed 000, the
     continuous Hopfield model; ``additive``: leaky rate neurons). ``clip_states``
-    clips every state to [0, 1] after each Euler step (Scellier's code).
+    clips every state to [0, 1] after each Euler step (Scellier's code). ``cost`` names the
+    output cost :math:`C` (:mod:`hebbsim.dynamics.loss`) whose force is the nudge.
     """
 
     populations: tuple[Population, ...]
@@ -84,6 +86,7 @@ class Network:
     rho: str = "hard_sigmoid"
     neuron: str = "gated"
     clip_states: bool = False
+    cost: str = "state_mse"
     _by_name: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -96,6 +99,8 @@ class Network:
             raise ValueError(f"population names must be unique, got {names}")
         if self.rho not in RHO_NAMES:
             raise ValueError(f"rho = {self.rho!r} is not allowed; use one of {', '.join(RHO_NAMES)}")
+        if self.cost not in COSTS:
+            raise ValueError(f"cost = {self.cost!r} is not allowed; use one of {', '.join(COSTS)}")
         if self.neuron not in NEURON_MODELS:
             raise ValueError(f"neuron = {self.neuron!r} is not allowed; use one of {', '.join(NEURON_MODELS)}")
         by_name = {}
@@ -164,6 +169,7 @@ def build_network(
     rho: str = "hard_sigmoid",
     neuron: str = "gated",
     clip_states: bool = False,
+    cost: str = "state_mse",
     leak: float | list[float] = 1.0,
     loop_kind: ProjectionKind = "learned",
     loop_init: str = "glorot_uniform",
@@ -191,7 +197,7 @@ def build_network(
             names, topology, loop_kind=loop_kind, loop_init=loop_init, loop_scale=loop_scale,
             feedback_init=feedback_init, feedback_scale=feedback_scale,
         )
-    return Network(pops, tuple(projections), rho=rho, neuron=neuron, clip_states=clip_states)
+    return Network(pops, tuple(projections), rho=rho, neuron=neuron, clip_states=clip_states, cost=cost)
 
 
 def topology_projections(
@@ -204,7 +210,7 @@ def topology_projections(
     feedback_init: str = "uniform",
     feedback_scale: float = 1.0,
 ) -> list[Projection]:
-    """The projection list of a topology preset (SPEC §1), feed-forward projections first."""
+    """The projection list of a topology preset (docs/model.md), feed-forward projections first."""
     if topology not in TOPOLOGIES:
         raise ValueError(f"topology = {topology!r} is not allowed; use one of {', '.join(TOPOLOGIES)}")
     forward = [Projection(a, b, "learned") for a, b in zip(names[:-1], names[1:])]

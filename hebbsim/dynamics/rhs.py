@@ -1,15 +1,16 @@
-r"""The right-hand side of the network dynamics (SPEC §2) — the numpy reference.
+r"""The right-hand side of the network dynamics (docs/model.md) — the numpy reference.
 
 For every non-input population :math:`j`
 
 .. math::
 
     \frac{ds_j}{dt} = g_j(s_j) \odot \Big(\sum_{p:\,\mathrm{dst}=j} W_p\,\rho(s_{\mathrm{src}(p)}) + b_j\Big)
-                      - \frac{s_j}{r_j} - \beta\,[j = o]\,(s_o - d)
+                      - \frac{s_j}{r_j} - \beta\,[j = o]\,\frac{\partial C}{\partial s_o}
 
 with :math:`g_j = \rho'(s_j)` for ``gated`` neurons (eq. 13 of seed 000, the continuous
-Hopfield model) and :math:`g_j = 1` for ``additive`` neurons. The input is clamped,
-:math:`\rho(x) = x`.
+Hopfield model) and :math:`g_j = 1` for ``additive`` neurons, and :math:`C` the network's
+output cost (:mod:`hebbsim.dynamics.loss`; :math:`\partial C/\partial s_o = s_o - d` for
+``state_mse``). The input is clamped, :math:`\rho(x) = x`.
 
 This module is the one definition of the model. The jax engine integrates these very
 functions (they are written against the array API, so they trace under ``jax.jit`` and
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .loss import cost_gradient
 from .network import INPUT, OUTPUT, Network
 from .nonlinearities import rho, rho_prime, xp_of
 from .params import Params
@@ -71,7 +73,7 @@ def drift(
         gain = rho_prime(s, net.rho) if net.neuron == "gated" else 1.0
         ds = gain * cur[pop.name] - s / pop.leak
         if pop.name == OUTPUT and target is not None:
-            ds = ds - beta * (s - target)
+            ds = ds - beta * cost_gradient(net, s, target)
         out[pop.name] = ds
     return out
 

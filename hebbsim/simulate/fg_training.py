@@ -21,13 +21,13 @@ import numpy as np
 from ..data.params import RunParams
 from ..dynamics import forward_gradient as fg
 from ..dynamics import rhs
-from ..dynamics.loss import one_hot, squared_error
+from ..dynamics.loss import cost, one_hot
 from ..dynamics.network import OUTPUT, Network
 from ..dynamics.nonlinearities import xp_of
 from ..dynamics.optimizers import Optimizer
 from ..dynamics.params import Params, draw_weight
 from ..errors import DivergenceError
-from .engines.base import Engine, States
+from .engines.base import Engine, States, divergence_advice
 from .phases import free_phase
 from .training import EPTrainer
 
@@ -110,7 +110,7 @@ def fg_batch_update(cfg: RunParams, net: Network, engine: Engine, plan: Plan, op
     out_rate = rates[OUTPUT]
     weight = 1.0 if mask is None else mask
     stats = {
-        "loss": (squared_error(out_rate, d) * weight).sum(),
+        "loss": (cost(net, free.states[OUTPUT], d) * weight).sum(),
         "n_errors": ((out_rate.argmax(axis=-1) != labels) * weight).sum(),
         "residual": {"free": free.residual},
         "finite": {k: r.finite for k, r in (("free", free), ("perturbed", window)) if r.finite is not None},
@@ -230,4 +230,5 @@ class FGTrainer(EPTrainer):
         if bad[0] == "free":
             super()._check_finite({"free": finite["free"]}, x, d, init, beta)
         pop = next(k for k, v in finite["perturbed"].items() if not bool(v))
-        raise DivergenceError("perturbed", self.plan.n_steps, pop, "non-finite at the end of the window")
+        raise DivergenceError("perturbed", self.plan.n_steps, pop, "non-finite at the end of the window",
+                              advice=divergence_advice(self.net, self.engine.dt, "perturbed"))

@@ -14,14 +14,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..dynamics import rhs
-from ..dynamics.loss import one_hot, squared_error
+from ..dynamics.loss import cost, one_hot
 from ..dynamics.network import OUTPUT, Network
 from ..dynamics.optimizers import Optimizer, lr_scale
 from ..dynamics.params import Params
-from ..dynamics.nonlinearities import xp_of
+from ..dynamics.nonlinearities import rho, xp_of
 from ..dynamics.plasticity import EP_RULES
 from ..data.params import RunParams
-from .engines.base import Engine, States
+from .engines.base import Engine, States, divergence_advice
 from .phases import free_phase, nudged_phase
 from ..errors import DivergenceError
 
@@ -61,7 +61,7 @@ def ep_batch_update(cfg: RunParams, net: Network, engine: Engine, rule, optimize
     out_rate = rates["free"][OUTPUT]
     weight = 1.0 if mask is None else mask
     stats = {
-        "loss": (squared_error(out_rate, d) * weight).sum(),
+        "loss": (cost(net, phases["free"].states[OUTPUT], d) * weight).sum(),
         "n_errors": ((out_rate.argmax(axis=-1) != labels) * weight).sum(),
         "residual": {k: r.residual for k, r in phases.items()},
         "finite": {k: r.finite for k, r in phases.items() if r.finite is not None},
@@ -225,7 +225,7 @@ class EPTrainer:
             free = self.engine.clamp(params, x).relax(s0, dyn.free_steps, tol=dyn.tol).states
             sign = -1.0 if phase == "nudged_minus" else 1.0
             step, pop = self.engine.locate_divergence(params, free, x, dyn.nudge_steps, sign * beta, d)
-        raise DivergenceError(phase, step, pop)
+        raise DivergenceError(phase, step, pop, advice=divergence_advice(self.net, self.engine.dt, phase))
 
     def set_epoch(self, epoch: int) -> float:
         """Set the learning-rate factor of ``learning.lr_schedule`` for ``epoch`` (1-based); returns it."""
@@ -276,9 +276,9 @@ class EPTrainer:
                 xb = _pad(xb, bs)
             system = self.engine.clamp(params, xb)
             free = free_phase(system, rhs.zero_states(self.net, len(xb), self.engine.dtype), steps, dyn.tol)
-            out_rate = np.asarray(rhs.rates(self.net, free.states, system.x)[OUTPUT])[:n]
-            n_wrong += int(np.sum(out_rate.argmax(axis=-1) != yb))
-            loss += float(np.sum(squared_error(out_rate, one_hot(yb, self.net.sizes[OUTPUT]))))
+            s_o = np.asarray(free.states[OUTPUT])[:n]
+            n_wrong += int(np.sum(rho(s_o, self.net.rho).argmax(axis=-1) != yb))
+            loss += float(np.sum(cost(self.net, s_o, one_hot(yb, self.net.sizes[OUTPUT], s_o.dtype))))
         return n_wrong / len(x), loss / len(x)
 
 

@@ -101,7 +101,8 @@ def test_a_grouped_readout_rewards_each_group_with_the_gradient_of_its_own_loss(
     s, ds, target = rng.normal(size=(rows, n)), rng.normal(size=(rows, n)), rng.normal(size=(rows, n_cls))
     ro = (rng.normal(size=(n_cls, n)), rng.normal(size=(groups, n_cls)))
     mask = np.array([1.0, 0.0, 2.0])
-    got = fg.group_reward_rate({"h1": s}, {"h1": ds}, {"h1": ro}, target, {"h1": mask}, "tanh", "h1")
+    net = build_network([2, n, n_cls], "feedforward", rho="tanh", neuron="additive")
+    got = fg.group_reward_rate(net, {"h1": s}, {"h1": ds}, {"h1": ro}, target, {"h1": mask}, "h1")
     m = n // groups
     for g in range(groups):
         cols = slice(g * m, (g + 1) * m)

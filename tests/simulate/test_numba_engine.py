@@ -74,5 +74,5 @@ def test_non_finite_state_names_phase_step_population(rng):
         NumbaEngine(net, 0.5, np.float32).clamp(params, x).relax(rhs.zero_states(net, 7), 50, phase="nudged")
     assert err.value.phase == "nudged"
     assert err.value.population == "o"
-    assert err.value.step in (1, 2)  # h1 fires from step 1 on; the float32 GEMM overflows soon after
+    assert err.value.step in (2, 3)  # h1 fires from step 1 on; the float32 GEMM overflows soon after
     assert "nudged phase" in str(err.value)

@@ -28,6 +28,18 @@ class Relaxation:
     finite: dict | None = None
 
 
+def divergence_advice(net: Network, dt: float, phase: str = "free") -> str:
+    """What to change after a non-finite state, for the settings in force: never a setting that
+    is already on (``clip_states`` is only suggested where it is off and keeps the states of a
+    ``hard_sigmoid`` network in the range its rate can use)."""
+    tips = [f"lower dynamics.dt (now {dt:g}) or the learning rates"]
+    if phase == "perturbed":
+        tips.append("or learning.forward_gradient.epsilon")
+    if not net.clip_states and net.rho == "hard_sigmoid":
+        tips.append("or set network.clip_states = true")
+    return ", ".join(tips)
+
+
 class ClampedSystem(Protocol):
     """A network whose input and parameters are fixed for the phases of one batch."""
 

@@ -1,4 +1,4 @@
-r"""The JAX engine: the model of :mod:`hebbsim.dynamics.rhs` integrated with diffrax (SPEC §2).
+r"""The JAX engine: the model of :mod:`hebbsim.dynamics.rhs` integrated with diffrax (docs/engines.md).
 
 The vector field *is* :func:`hebbsim.dynamics.rhs.drift` (traced), for one sample, and the
 solve is ``vmap``-ed over the batch and ``jit``-compiled; it runs on CPU, or on a GPU with
@@ -39,7 +39,7 @@ from ...dynamics import rhs
 from ...dynamics.network import INPUT, Network
 from ...dynamics.params import Params
 from ...errors import DivergenceError, HebbsimError
-from .base import Relaxation, States
+from .base import Relaxation, States, divergence_advice
 
 SOLVERS = ("euler", "tsit5", "dopri5")
 
@@ -101,7 +101,7 @@ class JaxEngine:
         # the network without its input projections: inside the perturbed window the input current
         # is constant and enters, once computed, as part of the held current
         self._internal_net = Network(net.populations, tuple(p for p in net.projections if p.src != INPUT),
-                                     rho=net.rho, neuron=net.neuron, clip_states=net.clip_states)
+                                     rho=net.rho, neuron=net.neuron, clip_states=net.clip_states, cost=net.cost)
         self._window = jax.jit(self.window, static_argnames=("copies", "n_steps"))
 
     # -- conversions -------------------------------------------------------------------------
@@ -242,7 +242,7 @@ class JaxClamped:
             return Relaxation(y, steps, residual, finite)
         if not all(bool(v) for v in finite.values()):
             step, pop = e.locate_divergence(self.params, states, self.x, n_steps, beta, target, self.extra)
-            raise DivergenceError(phase, step, pop)
+            raise DivergenceError(phase, step, pop, advice=divergence_advice(e.net, e.dt, phase))
         return Relaxation(y, int(steps), float(residual))
 
     def perturbed_window(self, free: States, copies: int, extra: States, target, readouts: dict,
@@ -260,5 +260,6 @@ class JaxClamped:
             return Relaxation(s, n_steps, jnp.nan, finite), elig
         bad = [k for k, v in finite.items() if not bool(v)]
         if bad:
-            raise DivergenceError(phase, n_steps, bad[0], "non-finite at the end of the window")
+            raise DivergenceError(phase, n_steps, bad[0], "non-finite at the end of the window",
+                                  advice=divergence_advice(e.net, e.dt, phase))
         return Relaxation(s, n_steps, float("nan")), elig

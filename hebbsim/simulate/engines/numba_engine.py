@@ -1,14 +1,15 @@
-"""The CPU engine: batched explicit Euler compiled with numba (SPEC §2, Engines)."""
+"""The CPU engine: batched explicit Euler compiled with numba (docs/engines.md)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ...dynamics.network import INPUT, OUTPUT, Network
+from ...dynamics.loss import COST_CODES
 from ...dynamics.nonlinearities import RHO_CODES
 from ...dynamics.params import Params
 from ...errors import DivergenceError
-from .base import Relaxation, States
+from .base import Relaxation, States, divergence_advice
 from ...dynamics.forward_gradient import eligibility_projections
 from .numba_kernels import euler_kernel, window_kernel
 
@@ -34,8 +35,9 @@ class NumbaEngine:
         self._proj_dst = np.array([self._index[p.dst] for p in self._internal], dtype=np.int64)
         self._inv_leak = np.array([1.0 / p.leak for p in net.dynamic_populations], dtype=np.float64)
         self._out = self._index[OUTPUT]
-        self._kernel = euler_kernel(RHO_CODES[net.rho], net.neuron == "gated", bool(net.clip_states))
-        self._window_kernel = window_kernel(RHO_CODES[net.rho], net.neuron == "gated", bool(net.clip_states))
+        build = (RHO_CODES[net.rho], net.neuron == "gated", bool(net.clip_states), COST_CODES[net.cost])
+        self._kernel = euler_kernel(*build)
+        self._window_kernel = window_kernel(*build)
 
     def clamp(self, params: Params, x: np.ndarray, extra_current: States | None = None) -> "NumbaClamped":
         """Fix the input ``x`` (batch, n_x) and the parameters for the phases of one batch.
@@ -82,8 +84,9 @@ class NumbaClamped:
             self._rates, self._currents, self._scratch, e._out, tgt, float(beta), e.dt,
             int(n_steps), float(tol),
         )
-        if bad_step >= 0:
-            raise DivergenceError(phase, int(bad_step), e._pops[bad_pop])
+        if bad_step >= 0:  # the kernel counts from 0; the error names the step as the k-th
+            raise DivergenceError(phase, int(bad_step) + 1, e._pops[bad_pop],
+                                  advice=divergence_advice(e.net, e.dt, phase))
         return Relaxation(dict(zip(e._pops, s)), int(steps), float(res))
 
     def perturbed_window(self, free: States, copies: int, extra: States, target, readouts: dict,
@@ -132,10 +135,10 @@ class NumbaClamped:
             np.array([n in reward_mask for n in pops], dtype=np.int64), col(reward_mask), col(learn_mask),
             tile(target), np.empty((rows, n_cls), dt), tuple(np.empty((rows, n), dt) for n in sizes),
             np.empty(rows, dt), learned, elig_t, tuple(np.empty(w.shape, dt) for w in elig_t), v,
-            e.dt, int(n_steps), groups, tuple(np.empty((rows, g), dt) for g in groups),
+            e.dt, int(n_steps), groups, tuple(np.empty((rows, g), dt) for g in groups), e._out,
         )
         if bad_step >= 0:
-            raise DivergenceError(phase, int(bad_step), pops[bad_pop])
+            raise DivergenceError(phase, int(bad_step) + 1, pops[bad_pop], advice=divergence_advice(e.net, e.dt, phase))
         out = {f"W_{p.name}": elig_t[k].T for k, p in enumerate(e._internal) if p.name in mine}
         folded = {n: v[k].reshape(copies, self.batch, -1).sum(axis=0) for k, n in enumerate(pops) if n in learn_mask}
         for p in e._inputs:

@@ -27,8 +27,9 @@ from numba import njit
 # values are still detected
 _FASTMATH = {"reassoc", "contract"}
 
-# codes of hebbsim.dynamics.nonlinearities.RHO_CODES
+# codes of hebbsim.dynamics.nonlinearities.RHO_CODES and hebbsim.dynamics.loss.COST_CODES
 HARD_SIGMOID, SIGMOID, SIGMOID4, TANH = 0, 1, 2, 3
+STATE_MSE, RATE_MSE = 0, 1
 
 
 @njit(cache=True, inline="always")
@@ -54,6 +55,14 @@ def _rho_prime(s, kind):
         return 4.0 * r * (1.0 - r)
     t = math.tanh(s)
     return 1.0 - t * t
+
+
+@njit(cache=True, inline="always")
+def _cost_gradient(s, d, cost_kind, rho_kind):
+    """∂C/∂s_o of one output unit (hebbsim.dynamics.loss.cost_gradient)."""
+    if cost_kind == STATE_MSE:
+        return s - d
+    return _rho_prime(s, rho_kind) * (_rho(s, rho_kind) - d)
 
 
 @njit(cache=True, inline="always")
@@ -102,8 +111,8 @@ def _synaptic_currents(rates, weights_t, proj_src, proj_dst, first, currents, sc
 
 
 @functools.lru_cache(maxsize=None)
-def euler_kernel(rho_kind: int, gated: bool, clip: bool):
-    """The Euler kernel specialised to one nonlinearity, neuron model and clipping choice.
+def euler_kernel(rho_kind: int, gated: bool, clip: bool, cost_kind: int = STATE_MSE):
+    """The Euler kernel specialised to one nonlinearity, neuron model, clipping choice and cost.
 
     Specialising on these (they are constants of a network) removes every branch from the
     element loop, so LLVM vectorises it. Closure constants are part of numba's cache key,
@@ -140,8 +149,7 @@ def euler_kernel(rho_kind: int, gated: bool, clip: bool):
                 c = currents[j]
                 st = static[j]
                 leak = inv_leak[j]
-                nudge = beta if j == out_idx else 0.0
-                tg = target if j == out_idx else st
+                nudged = j == out_idx and beta != 0.0
                 poison = 0.0  # becomes nan if any ds/dt is inf or nan
                 for b in range(s.shape[0]):
                     row_max = 0.0
@@ -150,7 +158,9 @@ def euler_kernel(rho_kind: int, gated: bool, clip: bool):
                         ds = c[b, i] + st[b, i]
                         if gated:
                             ds *= _rho_prime(sv, rho_kind)
-                        ds = ds - sv * leak - nudge * (sv - tg[b, i])
+                        ds = ds - sv * leak
+                        if nudged:
+                            ds -= beta * _cost_gradient(sv, target[b, i], cost_kind, rho_kind)
                         poison += ds * 0.0
                         new = sv + dt * ds
                         if clip:
@@ -200,15 +210,17 @@ def _grouped_reward(r, s, ds, a, bias, target, mask, n_groups, rho_kind, back, g
 
 
 @functools.lru_cache(maxsize=None)
-def window_kernel(rho_kind: int, gated: bool, clip: bool):
+def window_kernel(rho_kind: int, gated: bool, clip: bool, cost_kind: int = STATE_MSE):
     """The perturbed window of the ``forward_gradient`` rule, specialised like :func:`euler_kernel`:
     Euler steps of the same right-hand side (the held perturbation is part of ``static``) that
-    also integrate the eligibility of :mod:`hebbsim.dynamics.forward_gradient`, step by step."""
+    also integrate the eligibility of :mod:`hebbsim.dynamics.forward_gradient`, step by step.
+    With ``clip`` the velocity that enters the eligibility is the one the projected (clipped)
+    Euler step actually takes, as in :func:`hebbsim.dynamics.forward_gradient.window_step`."""
 
     @njit(cache=True, fastmath=_FASTMATH)
     def fg_window(states, static, weights_t, proj_src, proj_dst, inv_leak, rates, currents, scratch, drift,
                   readout_w, readout_wt, readout_b, has_reward, reward_mask, learn_mask, target, y, back, rdot,
-                  learned, elig_t, elig_scratch, v, dt, n_steps, groups, group_rdot):
+                  learned, elig_t, elig_scratch, v, dt, n_steps, groups, group_rdot, out_idx):
         """Integrate ``n_steps`` steps in place on ``states`` and the accumulators ``elig_t`` (one
         ``(n_src, n_dst)`` array per internal projection, used where ``learned[p]``) and ``v``
         (``(rows, n)`` per population). Returns ``(bad_step, bad_population)`` (``-1, -1`` when
@@ -216,7 +228,8 @@ def window_kernel(rho_kind: int, gated: bool, clip: bool):
 
         Per step: the projections' GEMMs (as in the Euler kernel); ds/dt of every population
         into ``drift`` (states untouched, so rates are still those at the step's start); for
-        each reward population the readout GEMM ``y = ρ(s)Aᵀ + a``, ``back = (y − d)A`` and
+        the output population ``back = ∂C/∂s_o`` and ``Ṙ += m·Σ −back·ds``; for each other
+        reward population the readout GEMM ``y = ρ(s)Aᵀ + a``, ``back = (y − d)A`` and
         ``Ṙ += m·Σ −ρ'(s)·back·ds``; ``U = ds·Ṙ·m_learn·dt`` (into ``back``), ``v += U`` and
         ``e_p += ρ(s_src)ᵀU_dst`` (a GEMM per learned projection); then the Euler update.
         """
@@ -242,6 +255,8 @@ def window_kernel(rho_kind: int, gated: bool, clip: bool):
                             ds *= _rho_prime(sv, rho_kind)
                         ds = ds - sv * leak
                         poison += ds * 0.0
+                        if clip:  # the velocity actually taken: zero for a unit held at a bound
+                            ds = (min(max(sv + dt * ds, 0.0), 1.0) - sv) / dt
                         ds_j[b, i] = ds
                 if poison != 0.0 or poison != poison:
                     return step, j
@@ -249,6 +264,18 @@ def window_kernel(rho_kind: int, gated: bool, clip: bool):
                 rdot[b] = 0.0
             for j in range(n_pop):
                 if has_reward[j] == 0:
+                    continue
+                if j == out_idx:
+                    s = states[j]
+                    ds_j = drift[j]
+                    bk = back[j]
+                    for b in range(rows):
+                        acc = 0.0
+                        for i in range(s.shape[1]):
+                            g = _cost_gradient(s[b, i], target[b, i], cost_kind, rho_kind)
+                            bk[b, i] = g
+                            acc -= g * ds_j[b, i]
+                        rdot[b] += reward_mask[b, j] * acc
                     continue
                 if groups[j] > 1:
                     _grouped_reward(rates[j], states[j], drift[j], readout_w[j], readout_b[j], target,
