@@ -1,4 +1,4 @@
-r"""Loop alignment (SPEC §4): does the rest of a cycle carry a useful learning signal to a projection?
+r"""Loop alignment (docs/model.md, Reference gradients and alignment): does the rest of a cycle carry a useful learning signal to a projection?
 
 For a learned projection :math:`M` (``src → dst``) on a directed cycle, the *loop map* is the
 product of the other projections on the cycle, in the order a signal takes them from ``dst``

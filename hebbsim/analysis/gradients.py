@@ -198,11 +198,17 @@ def fg_activity(net: Network, params: Params, x, d, n_steps: int, dt: float, key
 
 # -- the rules against the exact gradient (docs/model.md, gradient alignment) ----------------------
 def ep_gradient_alignment(net: Network, engine, params: Params, x, d, rule, beta: float, n_free: int,
-                          n_nudge: int, tol: float = 1e-6) -> dict[str, float]:
+                          n_nudge: int, tol: float | None = None) -> dict[str, float]:
     """Angle (degrees) between an EP rule's update and −∇_W L for every learned projection, on
     the batch ``x``: the free phase is relaxed for up to ``n_free`` steps (or to ``tol``), the
     nudged phase for ``n_nudge`` steps at ``beta``, the exact gradient is taken at the free
-    state by :func:`implicit_gradient` (float64)."""
+    state by :func:`implicit_gradient` (float64).
+
+    The EP estimate divides state differences by β, so a free phase that is still moving by
+    ``tol`` adds an error of order ``tol/β`` to it; the default ``tol`` is therefore as small as
+    the engine's precision allows (1e-11 in float64, 1e-6 in float32)."""
+    if tol is None:
+        tol = 1e-11 if np.dtype(engine.dtype) == np.float64 else 1e-6
     system = engine.clamp(params, x)
     zeros = rhs.zero_states(net, len(x), engine.dtype)
     free = system.relax(zeros, n_free, tol=tol)

@@ -1,4 +1,4 @@
-"""Classification metrics at the free fixed point (SPEC §4, Prediction)."""
+"""Classification metrics at the free fixed point (docs/model.md, Costs)."""
 
 from __future__ import annotations
 

@@ -164,7 +164,7 @@ PHASE_NAMES = ("free", "nudged", "nudged_minus")
 
 
 class RecordConfig(_Section):
-    """What the run file records (SPEC §5). Probe samples are fixed data-set indices: ``probes``
+    """What the run file records (docs/guide.md, Run files). Probe samples are fixed data-set indices: ``probes``
     samples of the ``probe_split`` split, evenly spaced over it (``probe_spacing = "even"``) or
     the first ones (``"first"``); their states are recorded every ``every_steps`` Euler steps of
     each phase in ``phases`` at the end of every epoch."""

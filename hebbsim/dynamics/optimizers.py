@@ -1,4 +1,4 @@
-r"""Optimizers applied to the gradient estimates of a learning rule (SPEC §3).
+r"""Optimizers applied to the gradient estimates of a learning rule (docs/model.md, Optimizers and learning rates).
 
 All act in place on a flat dict of named arrays (``Params.trainable``) with one learning
 rate per name, as in the papers (per-projection rates).

@@ -1,4 +1,4 @@
-"""Network parameters (weights and biases) and their initialisation (SPEC §1, Init)."""
+"""Network parameters (weights and biases) and their initialisation (docs/model.md, Projections and topologies)."""
 
 from __future__ import annotations
 

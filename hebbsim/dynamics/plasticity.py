@@ -1,4 +1,4 @@
-r"""Contrastive Hebbian learning rules of Equilibrium Propagation (SPEC §3).
+r"""Contrastive Hebbian learning rules of Equilibrium Propagation (docs/model.md, Learning rules).
 
 Each rule maps the firing rates of the free phase (:math:`\beta = 0`) and of the nudged
 phase(s) to a *gradient estimate* :math:`g` (a descent direction: the optimizer does

@@ -1,4 +1,4 @@
-r"""The training loop of the ``forward_gradient`` rule (SPEC §3; :mod:`hebbsim.dynamics.forward_gradient`).
+r"""The training loop of the ``forward_gradient`` rule (docs/forward_gradient.md; :mod:`hebbsim.dynamics.forward_gradient`).
 
 Per mini-batch: the ordinary free phase (``free_steps``, ``tol``), then the perturbed window
 from the free states on a tiled batch (one copy per block and perturbation draw), the

@@ -1,4 +1,4 @@
-r"""The phases of Equilibrium Propagation (SPEC §2, Phases) on any engine.
+r"""The phases of Equilibrium Propagation (docs/model.md, Phases) on any engine.
 
 - :func:`free_phase`: relax with :math:`\beta = 0` from the initial states (zeros, or the
   sample's previous free fixed point with persistent states) for ``free_steps`` steps or

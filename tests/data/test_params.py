@@ -94,3 +94,34 @@ def test_parameters_round_trip_through_toml(tmp_path):
     f = tmp_path / "again.toml"
     f.write_text(p.to_toml())
     assert load_params(f) == p
+
+
+def test_rule_and_cost_defaults_depend_on_topology_and_rule_and_are_stored():
+    """The default rule is the gradient: ep_chl_classic on tied weights, ep_chl on the loop."""
+    sym = load_params({"network": {"layers": [64, 16, 10], "topology": "symmetric"}})
+    assert sym.learning.rule == "ep_chl_classic" and sym.learning.cost == "state_mse"
+    assert load_params(BASE).learning.rule == "ep_chl"  # the loop
+    assert load_params(BASE, ["network.topology=random_feedback"]).learning.rule == "ep_chl"
+    # an explicit choice is kept
+    explicit = load_params({"network": {"layers": [64, 16, 10], "topology": "symmetric"},
+                            "learning": {"rule": "ep_chl", "cost": "rate_mse"}})
+    assert (explicit.learning.rule, explicit.learning.cost) == ("ep_chl", "rate_mse")
+    assert explicit.build_network().cost == "rate_mse"
+    fg = load_params({"network": {"layers": [64, 16, 10], "topology": "feedforward"},
+                      "learning": {"rule": "forward_gradient"}})
+    assert fg.learning.cost == "rate_mse"
+    # the stored parameter file says what ran
+    assert 'rule = "ep_chl_classic"' in sym.to_toml() and 'cost = "state_mse"' in sym.to_toml()
+    assert "learning.cost = 'mse'" in _err(BASE, ["learning.cost=mse"])
+
+
+def test_bias_learning_rates_default_to_the_first_projection_in_and_can_be_overridden():
+    p = load_params({**BASE, "learning": {"lr": [0.1, 0.05, 0.01], "bias_lr": {"o": 0.2}}})
+    rates = p.learning_rates(p.build_network())
+    assert rates["b_h1"] == 0.1 and rates["b_o"] == 0.2  # h1: x_to_h1's rate; o: overridden
+    one = load_params({**BASE, "learning": {"lr": 0.1, "bias_lr": 0.001}})
+    assert {k: v for k, v in one.learning_rates(one.build_network()).items() if k.startswith("b_")} == {
+        "b_h1": 0.001, "b_o": 0.001}
+    msg = _err({**BASE, "learning": {"bias_lr": {"h7": 0.1}}})
+    assert "learning.bias_lr" in msg and "'h7'" in msg and "h1, o" in msg
+    assert "learning rates must be > 0" in _err({**BASE, "learning": {"bias_lr": -0.1}})

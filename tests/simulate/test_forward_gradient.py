@@ -268,3 +268,77 @@ def test_parameter_file_validation():
     assert load_params(base, ["learning.forward_gradient.mode=\"local_greedy\"",
                               "learning.forward_gradient.groups=5"]).learning.forward_gradient.groups == 5
     assert load_params(tomllib.loads(cfg.to_toml())) == cfg
+
+
+def _clipped_problem(batch=16):
+    """The quickstart's kind of network: hard_sigmoid, clipped states, additive neurons — many
+    units rest at a bound, where the clip holds them against a non-zero drift."""
+    rng = np.random.default_rng(2)
+    net = build_network([8, 12, 4], "feedforward", rho="hard_sigmoid", neuron="additive", clip_states=True,
+                        cost="rate_mse")
+    params = init_params(net, 1, np.float64)
+    for b in params.biases.values():
+        b[:] = rng.uniform(-0.5, 0.5, size=b.shape)
+    x = rng.random((batch, 8))
+    d = np.eye(4)[rng.integers(0, 4, batch)]
+    system = NumbaEngine(net, DT, np.float64).clamp(params, x)
+    free = system.relax(rhs.zero_states(net, batch, np.float64), 100_000, tol=1e-13)
+    assert free.residual < 1e-12
+    return net, params, x, d, system, free.states
+
+
+def test_without_perturbation_the_update_vanishes_at_a_clipped_fixed_point():
+    net, params, x, d, system, free = _clipped_problem()
+    held = {k: float(np.mean((v <= 0) | (v >= 1))) for k, v in free.items()}
+    drift = rhs.drift(net, params, free, x)
+    assert held["h1"] > 0.2 and max(np.abs(drift["h1"]).max(), np.abs(drift["o"]).max()) > 0.1  # held, not at rest
+    zero = {p: np.zeros((len(x), net.sizes[p])) for p in ("h1", "o")}
+    for window in (lambda *a: _window(system, net, free, d, ("h1", "o"), zero, 1e-3, 10, 1),
+                   lambda *a: fg.integrate_window(net, params, free, x, 1, fg.perturbation_current(
+                       zero, 1e-3, fg.masks(("h1", "o"), "global", 1, len(x))[2]), d, {},
+                       *fg.masks(("h1", "o"), "global", 1, len(x))[:2], DT, 10)[1]):
+        e = window()
+        # the raw drift of the held units would give |e|/ε² ~ 1e4 × the gradient; the velocity
+        # the state actually has gives exactly nothing to learn from
+        assert max(float(np.abs(v).max()) for v in e.values()) < 1e-20
+
+
+def test_on_a_clipped_network_the_expected_update_aligns_with_the_exact_gradient():
+    net, params, x, d, system, free = _clipped_problem()
+    exact = G.implicit_gradient(net, params, x, d, free)
+    mean = _expected_update(net, system, free, d, ("h1", "o"), 1e-4, 20)
+    cos = {k: G.cosine(mean[k], exact[k]) for k in exact}
+    norms = {k: float(np.linalg.norm(mean[k]) / np.linalg.norm(exact[k])) for k in exact}
+    assert all(c > 0.9 for c in cos.values()), cos
+    assert all(0.05 < r < 2 for r in norms.values()), norms  # a gradient-sized step: SGD at papers' rates
+
+
+def test_the_divergence_advice_matches_the_settings_in_force():
+    from hebbsim.simulate.engines.base import divergence_advice
+
+    clipped = build_network([4, 3, 2], "loop", clip_states=True)
+    free = build_network([4, 3, 2], "loop", clip_states=False)
+    assert "clip_states" not in divergence_advice(clipped, 0.5)
+    assert "network.clip_states = true" in divergence_advice(free, 0.5)
+    assert "epsilon" in divergence_advice(clipped, 0.5, "perturbed")
+    assert "now 0.25" in divergence_advice(clipped, 0.25)
+
+
+def test_the_rule_learns_on_the_quickstart_network(tmp_path):
+    """examples/quickstart.toml (hard_sigmoid, clipped states) made feed-forward: before the
+    projected velocity, SGD diverged after one batch and Adam with local losses stayed at 89.7 %.
+    Measured now: 35.6 % after 5 epochs, 22.8 % after 30 (the exact gradient of the same
+    objective stalls at 31-40 %: saturated clipped units, benchmarks/fg_exact_reference.py)."""
+    import hebbsim
+
+    common = ["learning.rule=forward_gradient", "network.topology=feedforward", "record.probes=0"]
+    ds = hebbsim.run("examples/quickstart.toml", common + [
+        "learning.lr=0.001", 'learning.optimizer="adam"', 'learning.forward_gradient.mode="local_greedy"',
+        "learning.forward_gradient.perturbations=16", "learning.epochs=5", f"record.path='{tmp_path / 'a.h5'}'"],
+        progress=False, log=None)
+    assert float(ds.test_error[-1]) < 0.5 and float(ds.train_loss[-1]) < float(ds.train_loss[0])
+    # plain SGD at the papers' rate: a gradient-sized step, no blow-up
+    ds = hebbsim.run("examples/quickstart.toml", common + [
+        "learning.lr=0.1", "learning.epochs=1", f"record.path='{tmp_path / 'b.h5'}'"], progress=False, log=None)
+    assert np.isfinite(float(ds.train_loss[-1]))
+    assert all(np.all(np.isfinite(ds[v].values)) for v in ds.data_vars if v.startswith("weight_"))
