@@ -22,7 +22,7 @@ from hebbsim.data.datasets import load_dataset
 from hebbsim.data.params import load_params
 from hebbsim.dynamics.params import init_params
 from hebbsim.simulate.engines import engine_from_params
-from hebbsim.simulate.training import EPTrainer
+from hebbsim.simulate.trainer import Trainer
 
 CASE = {
     "network": {"layers": [784, 1500, 1500, 10], "topology": "loop", "clip_states": True},
@@ -43,7 +43,7 @@ def main() -> None:
     data = load_dataset("mnist")
     x, y = data.x_train.astype(np.float32), data.y_train
     rng = np.random.default_rng(0)
-    trainer = EPTrainer(cfg, net, engine_from_params(cfg, net), init_params(net, rng), len(x), rng)
+    trainer = Trainer(cfg, net, engine_from_params(cfg, net), init_params(net, rng), len(x), rng)
     bs = cfg.learning.batch_size
     order = rng.permutation(len(x))
 

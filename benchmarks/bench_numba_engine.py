@@ -26,7 +26,7 @@ from hebbsim.data.params import load_params
 from hebbsim.dynamics import rhs
 from hebbsim.dynamics.params import init_params
 from hebbsim.simulate.engines.numba_engine import NumbaEngine
-from hebbsim.simulate.training import EPTrainer
+from hebbsim.simulate.trainer import Trainer
 
 
 def config(layers, free, nudge, batch):
@@ -42,7 +42,7 @@ def epoch_time(cfg, data, n_batches=None):
     net = cfg.build_network()
     rng = np.random.default_rng(0)
     engine = NumbaEngine(net, cfg.dynamics.dt, np.float32)
-    trainer = EPTrainer(cfg, net, engine, init_params(net, rng), len(data.x_train), rng)
+    trainer = Trainer(cfg, net, engine, init_params(net, rng), len(data.x_train), rng)
     bs = cfg.learning.batch_size
     x, y = data.x_train, data.y_train
     trainer.train_step(x[:bs], y[:bs], np.arange(bs))  # compile / warm up

@@ -38,7 +38,7 @@ from hebbsim.dynamics.params import init_params
 from hebbsim.simulate import runner
 from hebbsim.simulate.engines import make_engine
 from hebbsim.simulate.recording import ProbeRecorder
-from hebbsim.simulate.training import EPTrainer
+from hebbsim.simulate.trainer import Trainer
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist_loop.toml"
 TIMES: dict[str, list[float]] = defaultdict(list)
@@ -60,8 +60,8 @@ def instrument() -> None:
     store_mod.RunStore.append = timed("run-file append + publish", store_mod.RunStore.append)
     runner.save_checkpoint = timed("checkpoint", runner.save_checkpoint)
     runner.loop_alignment = timed("loop alignment", runner.loop_alignment)
-    EPTrainer.train_epoch = timed("train", EPTrainer.train_epoch)
-    EPTrainer.evaluate = timed("evaluate", EPTrainer.evaluate)
+    Trainer.train_epoch = timed("train", Trainer.train_epoch)
+    Trainer.evaluate = timed("evaluate", Trainer.evaluate)
 
 
 def bare_training(cfg, epochs: int) -> list[float]:
@@ -72,7 +72,7 @@ def bare_training(cfg, epochs: int) -> list[float]:
     x, y = data.x_train[:n_tr], data.y_train[:n_tr]
     rng = np.random.default_rng(cfg.learning.seed)
     model = init_params(net, rng, np.float32)
-    trainer = EPTrainer(cfg, net, make_engine("numba", net, cfg.dynamics.dt), model, len(x), rng)
+    trainer = Trainer(cfg, net, make_engine("numba", net, cfg.dynamics.dt), model, len(x), rng)
     out = []
     for _ in range(epochs):
         t0 = time.perf_counter()

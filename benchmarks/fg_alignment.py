@@ -25,6 +25,7 @@ from hebbsim.dynamics import forward_gradient as fg  # noqa: E402
 from hebbsim.dynamics import rhs  # noqa: E402
 from hebbsim.dynamics.network import build_network  # noqa: E402
 from hebbsim.dynamics.params import init_params  # noqa: E402
+from hebbsim.rules.forward_gradient import window as fg_window  # noqa: E402
 from hebbsim.simulate.engines.numba_engine import NumbaEngine  # noqa: E402
 
 DT = 0.1
@@ -47,7 +48,7 @@ def alignment(net, system, free, d, exact, eps, T, draws, seed=0):
     perturb = ("h1", "o")
     reward, learn, perturbed = fg.masks(perturb, "global", draws, len(d))
     u = {p: rng.standard_normal((draws * len(d), net.sizes[p])) for p in perturb}
-    _, e = system.perturbed_window(free, draws, fg.perturbation_current(u, eps, perturbed), d, {}, reward, learn,
+    _, e = fg_window(system, free, draws, fg.perturbation_current(u, eps, perturbed), d, {}, reward, learn,
                                    int(round(T / DT)))
     g = fg.fg_gradients(e, eps, draws * len(d))
     return {k: G.cosine(g[k], exact[k]) for k in ("W_x_to_h1", "W_h1_to_o")}

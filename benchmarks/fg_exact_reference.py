@@ -36,7 +36,7 @@ from hebbsim.dynamics.loss import cost, one_hot
 from hebbsim.dynamics.network import OUTPUT
 from hebbsim.dynamics.params import init_params
 from hebbsim.simulate.engines import engine_from_params
-from hebbsim.simulate.fg_training import FGTrainer
+from hebbsim.simulate.trainer import Trainer
 
 
 def fixed_point(net, params, x, greedy: bool):
@@ -66,10 +66,10 @@ def main() -> None:
     x_test, y_test = data.x_test.astype(cfg.dynamics.dtype), data.y_test
     rng = np.random.default_rng(cfg.learning.seed)
     params = init_params(net, rng, np.dtype(cfg.dynamics.dtype))
-    trainer = FGTrainer(cfg, net, engine_from_params(cfg, net), params, len(x_train), rng)  # same readouts
+    trainer = Trainer(cfg, net, engine_from_params(cfg, net), params, len(x_train), rng)  # same readouts
     opt, mode = trainer.optimizer, cfg.learning.forward_gradient.mode
     greedy = mode == "local_greedy"
-    readout_pops = [k[len("readout_W_"):] for k in trainer.readouts if k.startswith("readout_W_")]
+    readout_pops = [k[len("readout_W_"):] for k in trainer.state.learned if k.startswith("readout_W_")]
 
     def loss(flat, x, d):
         p = params.with_trainable(net, flat)

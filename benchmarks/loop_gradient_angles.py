@@ -27,7 +27,7 @@ from hebbsim.dynamics.loss import one_hot  # noqa: E402
 from hebbsim.dynamics.params import init_params  # noqa: E402
 from hebbsim.dynamics.plasticity import ep_chl  # noqa: E402
 from hebbsim.simulate.engines.numba_engine import NumbaEngine  # noqa: E402
-from hebbsim.simulate.training import EPTrainer  # noqa: E402
+from hebbsim.simulate.trainer import Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def main() -> None:
     xb, db = x_train[: args.batch], one_hot(data.y_train[: args.batch], 10, np.float64)
     rng = np.random.default_rng(cfg.learning.seed)
     params = init_params(net, rng, np.float64)
-    trainer = EPTrainer(cfg, net, NumbaEngine(net, cfg.dynamics.dt, np.float64), params, len(x_train), rng)
+    trainer = Trainer(cfg, net, NumbaEngine(net, cfg.dynamics.dt, np.float64), params, len(x_train), rng)
     betas = (cfg.dynamics.beta, 0.01)
     names = [p.name for p in net.learned]
     print(f"| epoch | test error | free residual | β | " + " | ".join(names) + " |")

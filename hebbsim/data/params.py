@@ -7,15 +7,23 @@ never evaluated. Every error names the key, the value given and what is allowed.
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
 from ..dynamics.loss import COSTS
-from ..dynamics.network import INIT_DISTRIBUTIONS, build_network, Network, Projection
+from ..rules import RULES, rule_class
+from .section import Section as _Section
+from ..dynamics.network import (INIT_DISTRIBUTIONS, NEURON_MODELS, PROJECTION_KINDS, TOPOLOGIES, Network,
+                                Projection, build_network)
+from ..dynamics.nonlinearities import RHO_NAMES
+from ..dynamics.optimizers import OPTIMIZERS, SCHEDULES
+from ..simulate.engines import ENGINES
+from ..simulate.engines.base import SOLVERS
 from ..errors import HebbsimError
 
 InitName = Literal[INIT_DISTRIBUTIONS]  # type: ignore[valid-type]
@@ -23,10 +31,6 @@ InitName = Literal[INIT_DISTRIBUTIONS]  # type: ignore[valid-type]
 
 class ParameterError(HebbsimError, ValueError):
     """A parameter file or override is invalid; the message lists every problem."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
 
 
 class LoopConfig(_Section):
@@ -47,7 +51,7 @@ class FeedbackConfig(_Section):
 class ProjectionConfig(_Section):
     src: str
     dst: str
-    kind: Literal["learned", "fixed", "tied"] = "learned"
+    kind: Literal[PROJECTION_KINDS] = "learned"  # type: ignore[valid-type]
     tied_to: str | None = None
     init: InitName = "glorot_uniform"
     scale: float = Field(1.0, gt=0)
@@ -55,10 +59,10 @@ class ProjectionConfig(_Section):
 
 class NetworkConfig(_Section):
     layers: list[int] = Field(min_length=2)
-    topology: Literal["loop", "symmetric", "random_feedback", "direct_feedback", "feedforward"] = "loop"
-    rho: Literal["hard_sigmoid", "sigmoid", "sigmoid4", "tanh"] = "hard_sigmoid"
-    neuron: Literal["gated", "additive"] | None = Field(
-        None, description="gated | additive; default: additive for learning.rule = 'forward_gradient', else gated")
+    topology: Literal[TOPOLOGIES] = "loop"  # type: ignore[valid-type]
+    rho: Literal[RHO_NAMES] = "hard_sigmoid"  # type: ignore[valid-type]
+    neuron: Literal[NEURON_MODELS] | None = Field(  # type: ignore[valid-type]
+        None, description="gated | additive; default: the rule's (additive for forward_gradient, else gated)")
     clip_states: bool = False
     leak: float | list[float] = 1.0
     loop: LoopConfig = LoopConfig()
@@ -77,8 +81,8 @@ class NetworkConfig(_Section):
 
 
 class DynamicsConfig(_Section):
-    engine: Literal["numba", "jax"] = "numba"
-    solver: Literal["euler", "tsit5", "dopri5"] = Field(
+    engine: Literal[ENGINES] = "numba"  # type: ignore[valid-type]
+    solver: Literal[SOLVERS] = Field(  # type: ignore[valid-type]
         "euler", description="euler: fixed dt (both engines); tsit5/dopri5: adaptive, jax engine only")
     rtol: float = Field(1e-6, gt=0, description="relative tolerance of the adaptive solvers")
     atol: float = Field(1e-8, gt=0, description="absolute tolerance of the adaptive solvers")
@@ -103,33 +107,13 @@ class DynamicsConfig(_Section):
         return self
 
 
-class ForwardGradientConfig(_Section):
-    """``[learning.forward_gradient]``: the perturbed window of the ``forward_gradient`` rule
-    (docs/forward_gradient.md; :mod:`hebbsim.dynamics.forward_gradient`)."""
+class LearningBase(_Section):
+    """``[learning]``: what every rule shares. Each registered rule extends it with its name as
+    the ``rule`` tag and, where it has one, its own table ``[learning.<rule>]`` (:data:`LearningConfig`)."""
 
-    epsilon: float = Field(0.01, gt=0, description="perturbation current amplitude ε (current = ε·u, u ~ N(0, 1))")
-    perturb_time: float = Field(2.0, gt=0, description="window duration (time units; steps = perturb_time / dt)")
-    perturb: list[str] | None = Field(None, description="perturbed populations; default: every hidden one and o")
-    perturbations: int = Field(1, ge=1, description="perturbation draws per sample (their updates are averaged)")
-    mode: Literal["global", "local_greedy"] = "global"
-    readout_lr: float | None = Field(
-        None, gt=0, description="local_greedy: learning rate of the hidden blocks' readouts (default: the block's lr)")
-    groups: int = Field(
-        1, ge=1, description="local_greedy: split every hidden block into this many groups of consecutive units, "
-                             "each with its own readout and local loss, perturbed together (seed 004 §4)")
+    rule: str = Field(description="the learning rule (hebbsim.rules.RULES); default: ep_chl_classic for "
+                                  "network.topology = 'symmetric', ep_chl otherwise")
 
-    @model_validator(mode="after")
-    def _groups_need_local_losses(self):
-        if self.groups > 1 and self.mode != "local_greedy":
-            raise ValueError(f"groups = {self.groups} needs mode = 'local_greedy' (a group is read by its own "
-                             "readout); set mode = 'local_greedy' or groups = 1")
-        return self
-
-
-class LearningConfig(_Section):
-    rule: Literal["ep_chl", "ep_chl_classic", "forward_gradient"] | None = Field(
-        None, description="default: ep_chl_classic for network.topology = 'symmetric' (the exact EP gradient on "
-                          "tied weights), ep_chl otherwise")
     cost: Literal[COSTS] | None = Field(  # type: ignore[valid-type]
         None, description="output cost C: the nudge is -beta dC/ds_o, the recorded loss is C, the exact gradient "
                           "and the forward-gradient reward use C; default: rate_mse for forward_gradient, "
@@ -138,10 +122,10 @@ class LearningConfig(_Section):
     bias_lr: float | dict[str, float] | None = Field(
         None, description="bias learning rates: one value for every bias, or a table by population; a bias not "
                           "named learns at the rate of the first learned projection into its population")
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal[OPTIMIZERS] = "sgd"  # type: ignore[valid-type]
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
-    lr_schedule: Literal["constant", "cosine", "exponential"] = Field(
+    lr_schedule: Literal[SCHEDULES] = Field(  # type: ignore[valid-type]
         "constant", description="factor on every rate per epoch (hebbsim.dynamics.optimizers.lr_scale)")
     lr_final_fraction: float = Field(0.0, ge=0, le=1, description="cosine: the factor the rates anneal towards")
     lr_decay: float = Field(1.0, gt=0, le=1, description="exponential: the factor per epoch")
@@ -149,11 +133,33 @@ class LearningConfig(_Section):
     eval_batch_size: int = Field(1000, ge=1)
     epochs: int = Field(30, ge=1)
     seed: int = Field(1, ge=0)
-    forward_gradient: ForwardGradientConfig = ForwardGradientConfig()
+
+
+def _learning_config():
+    """The discriminated union over the registered rules: ``learning.rule`` picks the model, so a
+    rule's own table is validated by the rule's config model and refused under another rule."""
+    members = []
+    for name, cls in RULES.items():
+        fields: dict[str, Any] = {"rule": (Literal[name], ...)}
+        if cls.config is not None:
+            fields[name] = (cls.config, cls.config())
+        members.append(create_model(f"Learning_{name}", __base__=LearningBase, **fields))
+    return Annotated[Union[tuple(members)], Field(discriminator="rule")]
+
+
+LearningConfig = _learning_config()
+
+
+def default_rule(topology: str) -> str:
+    """``learning.rule`` when not given: the exact EP gradient on tied weights, seed 000's rule otherwise."""
+    return "ep_chl_classic" if topology == "symmetric" else "ep_chl"
+
+
+DATASET_SHAPES = {"digits": (64, 10), "mnist": (784, 10)}
 
 
 class DataConfig(_Section):
-    dataset: Literal["digits", "mnist"] = "digits"
+    dataset: Literal[tuple(DATASET_SHAPES)] = "digits"  # type: ignore[valid-type]
     root: str | None = None
     download: bool = True
     train_subset: int | None = Field(None, ge=1, description="use only the first N training samples")
@@ -193,15 +199,28 @@ class RecordConfig(_Section):
         return self
 
 
-DATASET_SHAPES = {"digits": (64, 10), "mnist": (784, 10)}
 
 
 class RunParams(_Section):
     network: NetworkConfig
     dynamics: DynamicsConfig = DynamicsConfig()
-    learning: LearningConfig = LearningConfig()
+    learning: LearningConfig
     data: DataConfig = DataConfig()
     record: RecordConfig = RecordConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_rule(cls, raw):
+        """``learning.rule`` picks the learning table's model, so its default (which depends on
+        the topology) is filled in before validation."""
+        if not isinstance(raw, dict):
+            return raw
+        learning = raw.get("learning", {})
+        if isinstance(learning, dict) and "rule" not in learning:
+            network = raw.get("network")
+            topology = network.get("topology", "loop") if isinstance(network, dict) else "loop"
+            raw = {**raw, "learning": {**learning, "rule": default_rule(topology if isinstance(topology, str) else "")}}
+        return raw
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -218,20 +237,13 @@ class RunParams(_Section):
                 "each step; set network.clip_states = false or dynamics.solver = 'euler'"
             )
         # defaults that depend on other keys are resolved here, so the stored parameter file says what ran
-        if self.learning.rule is None:
-            self.learning.rule = "ep_chl_classic" if self.network.topology == "symmetric" else "ep_chl"
+        rule = rule_class(self.learning.rule)
         if self.learning.cost is None:
-            self.learning.cost = "rate_mse" if self.learning.rule == "forward_gradient" else "state_mse"
+            self.learning.cost = rule.default_cost
         if self.network.neuron is None:
-            self.network.neuron = "additive" if self.learning.rule == "forward_gradient" else "gated"
-        if self.learning.rule == "forward_gradient":
-            self._check_forward_gradient()
-        elif "forward_gradient" in self.learning.model_fields_set:
-            raise ValueError(
-                f"learning.forward_gradient is given but learning.rule = {self.learning.rule!r}; "
-                "remove the table or set learning.rule = 'forward_gradient'"
-            )
+            self.network.neuron = rule.default_neuron
         net = self.build_network()  # raises ValueError on a bad projection list
+        rule.check(self, net)
         learned = [p.name for p in net.learned]
         lr = self.learning.lr
         if isinstance(lr, list) and len(lr) != len(learned):
@@ -255,14 +267,14 @@ class RunParams(_Section):
         for phase in self.record.phases or ():
             if phase not in self.phases:
                 raise ValueError(f"record.phases = {self.record.phases}: this run has no {phase!r} phase "
-                                 f"(its phases: {', '.join(self.phases)}; nudged_minus needs "
-                                 "dynamics.symmetric_nudging = true)")
+                                 f"(learning.rule = {self.learning.rule!r} records {', '.join(self.phases)}; "
+                                 "nudged_minus needs dynamics.symmetric_nudging = true)")
         return self
 
     @property
     def phases(self) -> tuple[str, ...]:
-        """The phases every training batch runs, in order."""
-        return PHASE_NAMES if self.dynamics.symmetric_nudging else PHASE_NAMES[:2]
+        """The phases of a training batch that the run records, in order (the rule's)."""
+        return rule_class(self.learning.rule).phases(self)
 
     def _check_bias_lr(self, net: Network) -> None:
         blr = self.learning.bias_lr
@@ -274,38 +286,6 @@ class RunParams(_Section):
         if unknown:
             raise ValueError(f"learning.bias_lr = {blr}: {', '.join(map(repr, unknown))} is not a population with a "
                              f"bias; name some of {', '.join(dynamic)}")
-
-    def _check_forward_gradient(self) -> None:
-        fgc, dyn = self.learning.forward_gradient, self.dynamics
-        steps = fgc.perturb_time / dyn.dt
-        if round(steps) < 1 or abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
-            raise ValueError(
-                f"learning.forward_gradient.perturb_time = {fgc.perturb_time} is not a whole number (>= 1) of "
-                f"dynamics.dt = {dyn.dt} steps; use a multiple of dt"
-            )
-        net = self.build_network()
-        dynamic = [p.name for p in net.dynamic_populations]
-        if fgc.perturb is not None:
-            bad = [p for p in fgc.perturb if p not in dynamic]
-            if bad or not fgc.perturb or len(set(fgc.perturb)) != len(fgc.perturb):
-                raise ValueError(
-                    f"learning.forward_gradient.perturb = {fgc.perturb}: give distinct names among the "
-                    f"non-input populations {', '.join(dynamic)}"
-                )
-        if fgc.groups > 1:
-            hidden = [p for p in (fgc.perturb or net.hidden) if p in net.hidden]
-            odd = [f"{p} ({net.sizes[p]} units)" for p in hidden if net.sizes[p] % fgc.groups]
-            if odd:
-                raise ValueError(
-                    f"learning.forward_gradient.groups = {fgc.groups} does not divide {', '.join(odd)}; "
-                    "use a divisor of every hidden block's size"
-                )
-        tied = [p.name for p in net.projections if p.kind == "tied"]
-        if tied:
-            raise ValueError(
-                f"learning.rule = 'forward_gradient' does not train tied projections ({', '.join(tied)}); "
-                "use network.topology = 'feedforward', 'loop', 'random_feedback' or 'direct_feedback'"
-            )
 
     def build_network(self) -> Network:
         n = self.network
@@ -338,36 +318,61 @@ class RunParams(_Section):
         return out
 
     def to_toml(self) -> str:
-        raw = self.model_dump(exclude_none=True)
-        if self.learning.rule != "forward_gradient":
-            raw["learning"].pop("forward_gradient")
-        return tomli_w.dumps(raw)
+        return tomli_w.dumps(self.model_dump(exclude_none=True))
 
 
 # ----------------------------------------------------------------------------------------------
+_UNION_MEMBER = re.compile(r"^(int|float|str|bool|none|list\[.*\]|dict\[.*\]|tuple\[.*\])$")
+
+
+def _clean_loc(loc: tuple) -> tuple[tuple, str | None]:
+    """A validation error's location as the parameter file's key path (without pydantic's
+    union-member labels or the learning table's rule tag), and that rule tag if any."""
+    rule = None
+    if len(loc) > 1 and loc[0] == "learning" and loc[1] in RULES:
+        rule, loc = loc[1], (loc[0],) + tuple(loc[2:])
+    return tuple(p for p in loc if not (isinstance(p, str) and _UNION_MEMBER.match(p))), rule
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid parameters in {source}:"]
+    """One line per problem: ``key = value: what is allowed``."""
+    problems: dict[str, list[str]] = {}
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
+        loc, rule = _clean_loc(e["loc"])
+        key = ".".join(str(p) for p in loc)
         value = e.get("input")
         if e["type"] == "extra_forbidden":
-            section = _section_model(e["loc"][:-1])
-            allowed = ", ".join(section.model_fields) if section else "?"
-            lines.append(f"  {key} = {value!r}: unknown key; allowed keys here: {allowed}")
+            if loc[:1] == ("learning",) and len(loc) == 2 and loc[1] in RULES:
+                line = (f"learning.{loc[1]} is given but learning.rule = {rule!r}; remove the table or set "
+                        f"learning.rule = {loc[1]!r}")
+            else:
+                section = _section_model(loc[:-1], rule)
+                allowed = ", ".join(section.model_fields) if section else "?"
+                line = f"{key} = {value!r}: unknown key; allowed keys here: {allowed}"
         elif e["type"] == "missing":
-            lines.append(f"  {key}: required key is missing")
+            line = f"{key}: required key is missing"
+        elif e["type"] == "union_tag_invalid":
+            line = f"learning.rule = {e['ctx']['tag']!r}: not a learning rule; use one of {', '.join(RULES)}"
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            if key:
-                lines.append(f"  {key} = {value!r}: {msg}")
-            else:
-                lines.append(f"  {msg}")
+            line = f"{key} = {value!r}: {msg}" if key else msg
+        if key in problems and e["type"] not in ("extra_forbidden", "missing"):
+            problems[key].append(line.split(": ", 1)[-1])  # the other members of a union
+        else:
+            problems.setdefault(key if e["type"] not in ("extra_forbidden",) else f"{key}#{len(problems)}",
+                                []).append(line)
+    lines = [f"invalid parameters in {source}:"]
+    lines += ["  " + "; or ".join(dict.fromkeys(v)) for v in problems.values()]
     return "\n".join(lines)
 
 
-def _section_model(loc) -> type[BaseModel] | None:
+def _section_model(loc, rule: str | None = None) -> type[BaseModel] | None:
     model: Any = RunParams
     for part in loc:
+        if model is RunParams and part == "learning":
+            model = LearningBase if rule is None else next(
+                m for m in LearningConfig.__origin__.__args__ if m.model_fields["rule"].annotation == Literal[rule])
+            continue
         field = model.model_fields.get(part) if isinstance(part, str) else None
         if field is None:
             return None

@@ -25,7 +25,8 @@ from .nonlinearities import RHO_NAMES
 INPUT = "x"
 OUTPUT = "o"
 
-ProjectionKind = Literal["learned", "fixed", "tied"]
+PROJECTION_KINDS = ("learned", "fixed", "tied")
+ProjectionKind = Literal[PROJECTION_KINDS]  # type: ignore[valid-type]
 TOPOLOGIES = ("loop", "symmetric", "random_feedback", "direct_feedback", "feedforward")
 NEURON_MODELS = ("gated", "additive")
 INIT_DISTRIBUTIONS = (
@@ -145,6 +146,12 @@ class Network:
     @property
     def learned(self) -> tuple[Projection, ...]:
         return tuple(p for p in self.projections if p.kind == "learned")
+
+    def without_input_projections(self) -> "Network":
+        """This network without the projections from the clamped input: where the input rate is
+        constant (a window after a phase), their current is computed once and held instead."""
+        return Network(self.populations, tuple(p for p in self.projections if p.src != INPUT), rho=self.rho,
+                       neuron=self.neuron, clip_states=self.clip_states, cost=self.cost)
 
     def projections_into(self, dst: str) -> tuple[Projection, ...]:
         return tuple(p for p in self.projections if p.dst == dst)

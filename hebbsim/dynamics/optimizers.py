@@ -44,6 +44,7 @@ def _descend(theta, step):
 
 
 SCHEDULES = ("constant", "cosine", "exponential")
+OPTIMIZERS = ("sgd", "adam")
 
 
 def lr_scale(schedule: str, epoch: int, epochs: int, final_fraction: float = 0.0, decay: float = 1.0) -> float:
@@ -76,7 +77,7 @@ class Optimizer:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ):
-        if kind not in ("sgd", "adam"):
+        if kind not in OPTIMIZERS:
             raise ValueError(f"optimizer = {kind!r} is not allowed; use 'sgd' or 'adam'")
         self.lrs = dict(lrs)
         self.kind = kind

@@ -71,5 +71,3 @@ def ep_chl_classic(net: Network, free: States, nudged: States, beta, minus: Stat
     grads.update(_bias_grads(net, pos, neg, b, n))
     return grads
 
-
-EP_RULES = {"ep_chl": ep_chl, "ep_chl_classic": ep_chl_classic}

@@ -9,7 +9,7 @@ from ..data.checkpoint import load_checkpoint
 from ..data.params import RunParams
 from ..data.store import RunStore
 from ..errors import HebbsimError
-from .training import EPTrainer
+from .trainer import Trainer
 
 MAY_CHANGE = ("learning.epochs",)
 """Parameters a resumed run may change."""
@@ -33,7 +33,7 @@ def parameter_differences(old_toml: str, new_toml: str) -> dict[str, tuple]:
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
 
 
-def resume_point(cfg: RunParams, store: RunStore, ckpt: Path, trainer: EPTrainer, log=None) -> int:
+def resume_point(cfg: RunParams, store: RunStore, ckpt: Path, trainer: Trainer, log=None) -> int:
     """Restore ``trainer`` from the checkpoint ``ckpt`` and return the last completed epoch
     (0 when there is no checkpoint: the run starts from scratch)."""
     if not ckpt.is_file():

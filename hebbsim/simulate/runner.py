@@ -24,11 +24,12 @@ from ..dynamics.params import init_params
 from .engines import engine_from_params
 from ..dynamics.loss import one_hot
 from ..dynamics.network import OUTPUT
-from ..dynamics.plasticity import EP_RULES
 from .provenance import now, provenance
 from .recording import ProbeRecorder, run_layout
 from .resume import resume_point
-from .training import make_trainer
+from ..rules import rule_class
+from ..rules.contrastive import ContrastiveRule
+from .trainer import make_trainer
 
 
 def _subset(data: Dataset, cfg: RunParams) -> Dataset:
@@ -41,13 +42,14 @@ def _subset(data: Dataset, cfg: RunParams) -> Dataset:
 
 def _grad_alignment(cfg: RunParams, net, engine, params, probes) -> dict[str, float]:
     """SPEC §4 gradient alignment on the probe samples (EP rules; empty unless asked for)."""
-    if not cfg.record.grad_alignment or cfg.learning.rule not in EP_RULES or not len(probes.index):
+    rule = rule_class(cfg.learning.rule)
+    if not cfg.record.grad_alignment or not issubclass(rule, ContrastiveRule) or not len(probes.index):
         return {}
     from ..analysis.gradients import ep_gradient_alignment  # imports JAX: only when asked for
 
     dyn = cfg.dynamics
     d = one_hot(probes.labels, net.sizes[OUTPUT], engine.dtype)
-    return ep_gradient_alignment(net, engine, params, probes.x.astype(engine.dtype), d, EP_RULES[cfg.learning.rule],
+    return ep_gradient_alignment(net, engine, params, probes.x.astype(engine.dtype), d, rule.estimator,
                                  dyn.beta, 10 * (dyn.eval_steps or dyn.free_steps), dyn.nudge_steps)
 
 

@@ -18,8 +18,9 @@ from hebbsim.dynamics.params import init_params
 from hebbsim.simulate.engines import engine_from_params
 from hebbsim.simulate.engines.jax_engine import JaxEngine
 from hebbsim.simulate.engines.numba_engine import NumbaEngine
-from hebbsim.simulate.fg_training import FGTrainer
-from hebbsim.simulate.training import make_trainer
+from hebbsim.rules.forward_gradient import window as fg_window
+from hebbsim.simulate.trainer import Trainer
+from hebbsim.simulate.trainer import make_trainer
 
 DT = 0.2
 
@@ -47,7 +48,7 @@ def _window(system, net, free, d, perturb, u_rows, eps, n_steps, copies, mode="g
     reward, learn, perturbed = fg.masks(perturb, mode, copies if mode == "global" else copies // len(perturb),
                                         len(d))
     extra = fg.perturbation_current(u_rows, eps, perturbed)
-    return system.perturbed_window(free, copies, extra, d, readouts or {}, reward, learn, n_steps)[1]
+    return fg_window(system, free, copies, extra, d, readouts or {}, reward, learn, n_steps)[1]
 
 
 def _expected_update(net, system, free, d, perturb, eps, n_steps):
@@ -81,8 +82,8 @@ def test_numba_kernel_and_jax_window_match_the_reference_window(topology, mode, 
     readouts = {p: (rng.normal(size=(4, net.sizes[p])), rng.normal(size=bias)) for p in ("h1", "h2")}
     readouts = readouts if mode == "local_greedy" else {}
     ref_s, ref_e = fg.integrate_window(net, params, free, x, copies, extra, d, readouts, reward, learn, DT, 9)
-    nb_r, nb_e = system.perturbed_window(free, copies, extra, d, readouts, reward, learn, 9)
-    jx_r, jx_e = JaxEngine(net, DT, "float64").clamp(params, x).perturbed_window(
+    nb_r, nb_e = fg_window(system, free, copies, extra, d, readouts, reward, learn, 9)
+    jx_r, jx_e = fg_window(JaxEngine(net, DT, "float64").clamp(params, x), 
         free, copies, extra, d, readouts, reward, learn, 9)
     assert set(ref_e) == set(nb_e) == set(jx_e) == {f"W_{p.name}" for p in net.learned} | {"b_h1", "b_h2", "b_o"}
     for k_ in ref_e:
@@ -204,10 +205,10 @@ def test_one_epoch_gives_the_same_weights_on_both_engines(mode, topology, groups
         rng = np.random.default_rng(5)
         trainer = make_trainer(cfg, net, engine_from_params(cfg, net), init_params(net, rng, np.float64),
                                len(x), rng)
-        assert isinstance(trainer, FGTrainer)
+        assert isinstance(trainer, Trainer)
         before = {k: v.copy() for k, v in trainer.params.trainable(net).items()}
         stats = trainer.train_epoch(x, y, progress=False)
-        out[engine] = (trainer.params.trainable(net), dict(trainer.readouts), stats, trainer.evaluate(x, y))
+        out[engine] = (trainer.params.trainable(net), dict(trainer.state.learned), stats, trainer.evaluate(x, y))
         if engine == "jax":
             assert trainer.n_traces == 1
     (pa, ra, sa, ea), (pb, rb, sb, eb) = out["numba"], out["jax"]
@@ -228,12 +229,12 @@ def test_state_dict_round_trip_restores_readouts_and_continues_identically():
 
     def trainer():
         rng = np.random.default_rng(2)
-        return FGTrainer(cfg, net, engine_from_params(cfg, net), init_params(net, rng, np.float64), len(x), rng)
+        return Trainer(cfg, net, engine_from_params(cfg, net), init_params(net, rng, np.float64), len(x), rng)
 
     a = trainer()
     a.train_epoch(x, y, progress=False)
     arrays, meta = a.state_dict()
-    assert "readout/readout_W_h1" in arrays
+    assert "rule/readout_W_h1" in arrays
     b = trainer()
     b.load_state_dict(arrays, meta)
     a.train_epoch(x, y, progress=False)

@@ -13,7 +13,7 @@ from hebbsim.errors import DivergenceError, HebbsimError
 from hebbsim.simulate.engines import make_engine
 from hebbsim.simulate.engines.jax_engine import JaxEngine
 from hebbsim.simulate.engines.numba_engine import NumbaEngine
-from hebbsim.simulate.training import EPTrainer
+from hebbsim.simulate.trainer import Trainer
 
 
 def _problem(net, rng, batch=7, dtype=np.float64):
@@ -63,7 +63,7 @@ def _trainer(engine_name, cfg, net, n_train):
     rng = np.random.default_rng(5)
     params = init_params(net, rng, np.dtype(cfg.dynamics.dtype))
     engine = make_engine(engine_name, net, cfg.dynamics.dt, cfg.dynamics.dtype)
-    return EPTrainer(cfg, net, engine, params, n_train, rng)
+    return Trainer(cfg, net, engine, params, n_train, rng)
 
 
 @pytest.mark.parametrize("rule,optimizer", [("ep_chl", "sgd"), ("ep_chl_classic", "adam")])

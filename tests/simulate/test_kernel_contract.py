@@ -17,6 +17,7 @@ from hebbsim.dynamics.loss import COSTS
 from hebbsim.dynamics.network import NEURON_MODELS, build_network
 from hebbsim.dynamics.nonlinearities import RHO_NAMES
 from hebbsim.dynamics.params import init_params
+from hebbsim.rules.forward_gradient import window as fg_window
 from hebbsim.simulate.engines.numba_engine import NumbaEngine
 
 BUILDS = list(itertools.product(RHO_NAMES, NEURON_MODELS, (False, True), COSTS))
@@ -62,7 +63,7 @@ def test_window_kernel_is_the_reference_window(rho, neuron, clip, cost):
                                     0.3, perturbed)
     readouts = {p: (rng.normal(size=(3, net.sizes[p])), rng.normal(size=3)) for p in ("h1", "h2")}
     ref_s, ref_e = fg.integrate_window(net, params, free, x, copies, extra, d, readouts, reward, learn, DT, 7)
-    got, got_e = system.perturbed_window(free, copies, extra, d, readouts, reward, learn, 7)
+    got, got_e = fg_window(system, free, copies, extra, d, readouts, reward, learn, 7)
     assert set(got_e) == set(ref_e)
     # (a block can have nothing to learn: gated hard_sigmoid outputs outside [0, 1] have ρ' = 0)
     assert max(np.abs(v).max() for v in ref_e.values()) > 0

@@ -94,7 +94,7 @@ def test_trainer_state_dict_round_trip_continues_bit_identically(tiny_run):
     from hebbsim.data.params import load_params
     from hebbsim.dynamics.params import init_params
     from hebbsim.simulate.engines import make_engine
-    from hebbsim.simulate.training import EPTrainer
+    from hebbsim.simulate.trainer import Trainer
 
     cfg = load_params(tiny_run(), ["learning.optimizer=\"adam\"", "dynamics.persistent_states=true",
                              "dynamics.random_sign_beta=true"])
@@ -105,7 +105,7 @@ def test_trainer_state_dict_round_trip_continues_bit_identically(tiny_run):
     def trainer():
         rng = np.random.default_rng(5)
         params = init_params(net, rng)
-        return EPTrainer(cfg, net, make_engine("numba", net, 0.5), params, len(x), rng)
+        return Trainer(cfg, net, make_engine("numba", net, 0.5), params, len(x), rng)
 
     a = trainer()
     a.train_epoch(x, y, progress=False)

@@ -1,7 +1,12 @@
-"""What every engine provides: a network with its input clamped, relaxed phase by phase."""
+"""What every engine provides: a network with its input clamped, relaxed phase by phase; a scan of
+a rule's step function over a window; and, optionally, fused accelerations of such windows.
+
+Engines know nothing of learning rules: a rule (:mod:`hebbsim.rules`) asks
+``engine.acceleration(name)`` for a fused kernel and otherwise scans its own reference step."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -11,6 +16,7 @@ from ...dynamics.network import Network
 from ...dynamics.params import Params
 
 States = dict[str, np.ndarray]
+SOLVERS = ("euler", "tsit5", "dopri5")  # euler: both engines; the adaptive ones: jax
 
 
 @dataclass
@@ -43,7 +49,13 @@ def divergence_advice(net: Network, dt: float, phase: str = "free") -> str:
 class ClampedSystem(Protocol):
     """A network whose input and parameters are fixed for the phases of one batch."""
 
+    engine: "Engine"
+    params: Params
     x: np.ndarray  # the clamped input, in the engine dtype
+
+    def finish(self, states: States, n_steps: int, phase: str, hint: str = "") -> Relaxation:
+        """The :class:`Relaxation` of a window the caller integrated itself (with :meth:`Engine.scan`):
+        eagerly, a non-finite state raises; traced, it is reported in ``finite``."""
 
     def relax(
         self,
@@ -64,3 +76,10 @@ class Engine(Protocol):
     dt: float
 
     def clamp(self, params: Params, x: np.ndarray, extra_current: States | None = None) -> ClampedSystem: ...
+
+    def scan(self, step: Callable, carry, n_steps: int):
+        """``carry ← step(carry)`` ``n_steps`` times (a loop on numpy, ``lax.scan`` under JAX)."""
+
+    def acceleration(self, name: str) -> Callable | None:
+        """A fused kernel this engine offers for ``name`` (e.g. ``"forward_gradient.window"``),
+        pinned to the reference it replaces by a contract test; ``None`` if none."""

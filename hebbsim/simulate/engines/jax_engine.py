@@ -34,14 +34,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...dynamics import forward_gradient as fg
 from ...dynamics import rhs
-from ...dynamics.network import INPUT, Network
+from ...dynamics.network import Network
 from ...dynamics.params import Params
 from ...errors import DivergenceError, HebbsimError
-from .base import Relaxation, States, divergence_advice
+from .base import SOLVERS, Relaxation, States, divergence_advice
 
-SOLVERS = ("euler", "tsit5", "dopri5")
 
 jax.tree_util.register_pytree_node(
     Params, lambda p: ((p.weights, p.biases), None), lambda _, children: Params(*children)
@@ -82,6 +80,7 @@ class JaxEngine:
     """
 
     name = "jax"
+    jit_batches = True  # a whole training batch is one compiled XLA program
 
     def __init__(self, net: Network, dt: float, dtype="float32", solver: str = "euler", rtol: float = 1e-6,
                  atol: float = 1e-8, max_steps: int = 100_000):
@@ -98,11 +97,6 @@ class JaxEngine:
         self.net, self.dt, self.solver = net, float(dt), solver
         self.rtol, self.atol, self.max_steps = rtol, atol, max_steps
         self._relax = jax.jit(self.solve, static_argnames=("tol",))
-        # the network without its input projections: inside the perturbed window the input current
-        # is constant and enters, once computed, as part of the held current
-        self._internal_net = Network(net.populations, tuple(p for p in net.projections if p.src != INPUT),
-                                     rho=net.rho, neuron=net.neuron, clip_states=net.clip_states, cost=net.cost)
-        self._window = jax.jit(self.window, static_argnames=("copies", "n_steps"))
 
     # -- conversions -------------------------------------------------------------------------
     def to_device(self, tree):
@@ -171,32 +165,12 @@ class JaxEngine:
         finite = {k: jnp.all(jnp.isfinite(v)) for k, v in y.items()}
         return y, jnp.max(steps), jnp.max(residual), finite
 
-    def window(self, params: Params, free: States, x, extra: States, target, readouts: dict, reward_mask: dict,
-               learn_mask: dict, *, copies: int, n_steps: int):
-        """The ``forward_gradient`` window (traceable): ``n_steps`` of the Euler map of
-        :func:`hebbsim.dynamics.forward_gradient.window_step` (a ``lax.scan`` over the tiled
-        batch: the eligibility GEMMs need the whole batch, so no ``vmap`` here). Returns
-        ``(tiled states, eligibility keyed like Params.trainable, finite flags)``."""
-        tile = lambda a: jnp.tile(a, (copies, 1))  # noqa: E731
-        held = {}
-        for p in self.net.projections:
-            if p.src == INPUT:
-                held[p.dst] = held.get(p.dst, 0.0) + x @ params.weight(p).T
-        held = {k: tile(v) for k, v in held.items()}
-        for k, v in extra.items():
-            held[k] = held[k] + v if k in held else v
-        s = {k: tile(v) for k, v in free.items()}
-        tgt = tile(target)
-        elig = fg.init_eligibility(self.net, tuple(learn_mask), tgt.shape[0], tgt)
+    def scan(self, step, carry, n_steps: int):
+        """``carry ← step(carry)`` ``n_steps`` times with ``lax.scan`` (traceable)."""
+        return jax.lax.scan(lambda c, _: (step(c), None), carry, None, length=n_steps)[0]
 
-        def body(carry, _):
-            states, el = carry
-            return fg.window_step(self._internal_net, params, states, None, held, tgt, readouts, reward_mask,
-                                  learn_mask, self.dt, el), None
-
-        (s, elig), _ = jax.lax.scan(body, (s, elig), None, length=n_steps)
-        finite = {k: jnp.all(jnp.isfinite(v)) for k, v in s.items()}
-        return s, fg.finalize(self.net, elig, x, copies), finite
+    def acceleration(self, name: str):
+        return None  # XLA fuses the scanned reference step itself
 
     def clamp(self, params: Params, x, extra_current: States | None = None) -> "JaxClamped":
         """Fix the input ``x`` (batch, n_x) and the parameters for the phases of one batch."""
@@ -245,21 +219,12 @@ class JaxClamped:
             raise DivergenceError(phase, step, pop, advice=divergence_advice(e.net, e.dt, phase))
         return Relaxation(y, int(steps), float(residual))
 
-    def perturbed_window(self, free: States, copies: int, extra: States, target, readouts: dict,
-                         reward_mask: dict, learn_mask: dict, n_steps: int, phase: str = "perturbed"):
-        """The ``forward_gradient`` window; see :meth:`JaxEngine.window` and
-        :meth:`hebbsim.simulate.engines.numba_engine.NumbaClamped.perturbed_window`."""
-        e = self.engine
-        if not self._tracing:
-            free, extra, readouts = e.to_device(free), e.to_device(extra), e.to_device(readouts)
-            target = jnp.asarray(target, e.dtype)
-            reward_mask, learn_mask = e.to_device(reward_mask), e.to_device(learn_mask)
-        s, elig, finite = e._window(self.params, free, self.x, extra, target, readouts, reward_mask, learn_mask,
-                                    copies=copies, n_steps=n_steps)
+    def finish(self, states: States, n_steps: int, phase: str, hint: str = "") -> Relaxation:
+        finite = {k: jnp.all(jnp.isfinite(v)) for k, v in states.items()}
         if self._tracing:
-            return Relaxation(s, n_steps, jnp.nan, finite), elig
+            return Relaxation(states, n_steps, jnp.nan, finite)
         bad = [k for k, v in finite.items() if not bool(v)]
         if bad:
-            raise DivergenceError(phase, n_steps, bad[0], "non-finite at the end of the window",
-                                  advice=divergence_advice(e.net, e.dt, phase))
-        return Relaxation(s, n_steps, float("nan")), elig
+            e = self.engine
+            raise DivergenceError(phase, n_steps, bad[0], hint, advice=divergence_advice(e.net, e.dt, phase))
+        return Relaxation(states, n_steps, float("nan"))

@@ -1,0 +1,11 @@
+"""The base of every parameter-file table: strict types, unknown keys refused, defaults checked."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Section(BaseModel):
+    """One ``[table]`` of a parameter file (pydantic, strict, no extra keys)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)

@@ -1,0 +1,117 @@
+r"""What a learning rule is to hebbsim: the phases it runs, the state it keeps and the descent
+direction it computes from them, on any engine.
+
+A rule is one subclass of :class:`Rule` in one module of :mod:`hebbsim.rules`, registered by name
+(:func:`hebbsim.rules.register`). The one trainer (:class:`hebbsim.simulate.trainer.Trainer`)
+calls it per mini-batch through :meth:`Rule.batch`, a pure function of arrays that runs eagerly
+on the numba engine and traced (``jax.jit``) on the jax engine. What the rule keeps between
+batches besides the network's parameters — learned readouts, fixed feedback matrices, buffers
+— is its *state*: drawn by :meth:`Rule.init_state`, saved in the checkpoint, and (for the
+learned part) stepped by the same optimizer as the weights.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
+
+import numpy as np
+
+from ..dynamics.network import Network
+from ..dynamics.params import Params
+from ..simulate.engines.base import ClampedSystem, Relaxation, States, divergence_advice
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from ..data.params import RunParams
+
+Arrays = dict[str, np.ndarray]
+
+
+class RuleState(NamedTuple):
+    """A rule's own arrays: ``learned`` ones (stepped by the optimizer with the weights, keys
+    distinct from ``Params.trainable``'s) and ``fixed`` ones (drawn once, never changed). A
+    named tuple, so JAX treats it as a pytree."""
+
+    learned: Arrays = {}
+    fixed: Arrays = {}
+
+
+@dataclass
+class BatchResult:
+    """What :meth:`Rule.batch` returns: the descent direction ``grads`` (keys of
+    ``Params.trainable`` and of the learned state), and every phase it ran (``"free"`` first;
+    the free states are the batch's prediction and, with persistent states, its next start)."""
+
+    grads: dict
+    phases: dict[str, Relaxation]
+
+    @property
+    def free(self) -> Relaxation:
+        return self.phases["free"]
+
+
+class Rule(ABC):
+    """A learning rule (abstract: subclasses set :attr:`name` and implement :meth:`batch`).
+
+    Class attributes a rule may set: ``config`` (the pydantic model of its own
+    ``[learning.<name>]`` table, or ``None``), ``default_neuron`` and ``default_cost`` (what
+    ``network.neuron`` and ``learning.cost`` default to under this rule).
+    """
+
+    name: ClassVar[str]
+    config: ClassVar[type["BaseModel"] | None] = None
+    default_neuron: ClassVar[str] = "gated"
+    default_cost: ClassVar[str] = "state_mse"
+
+    def __init__(self, cfg: "RunParams", net: Network):
+        self.cfg, self.net = cfg, net
+        self.options = getattr(cfg.learning, self.name, None) if self.config is not None else None
+
+    # -- declarations (from the parameters alone) ----------------------------------------------
+    @classmethod
+    def phases(cls, cfg: "RunParams") -> tuple[str, ...]:
+        """The phases a training batch runs whose states the run can record, ``"free"`` first."""
+        return ("free",)
+
+    @classmethod
+    def check(cls, cfg: "RunParams", net: Network) -> None:
+        """Refuse settings this rule cannot run (raise ``ValueError`` naming the key and the fix)."""
+
+    # -- state ----------------------------------------------------------------------------------
+    def init_state(self, rng: np.random.Generator, dtype) -> RuleState:
+        """The rule's own arrays at the start of a run (drawn from the run's generator, after
+        the network's parameters)."""
+        return RuleState()
+
+    def state_learning_rates(self, rates: dict[str, float]) -> dict[str, float]:
+        """Learning rates of the learned state's arrays, given the parameters' ``rates``."""
+        return {}
+
+    # -- per batch --------------------------------------------------------------------------------
+    def draw(self, rng: np.random.Generator, batch_size: int, dtype) -> dict:
+        """Host-side randomness of one batch, drawn for the full ``batch_size`` (so that both
+        engines, padded or not, see the same draws)."""
+        return {}
+
+    def unpad_draws(self, draws: dict, n: int) -> dict:
+        """The draws of the first ``n`` samples (an unpadded short last batch)."""
+        return draws
+
+    @abstractmethod
+    def batch(self, system: ClampedSystem, params: Params, state: RuleState, x, target, init: States, draws: dict,
+              mask=None) -> BatchResult:
+        """Run the rule's phases on one batch and return its descent direction (averaged over
+        the real samples: ``mask`` is 1 for them and 0 for padding)."""
+
+    def locate_divergence(self, engine, params: Params, phase: str, x, target, init: States, draws: dict,
+                          finite: dict) -> tuple[int, str]:
+        """After a traced batch reported a non-finite ``phase`` (``finite``: that phase's flag per
+        population): replay it eagerly and return (step, population). The default replays the
+        free phase."""
+        return engine.locate_divergence(params, init, x, self.cfg.dynamics.free_steps)
+
+    def advice(self, engine, phase: str) -> str:
+        return divergence_advice(self.net, engine.dt, phase)
