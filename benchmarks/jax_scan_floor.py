@@ -2,12 +2,12 @@
 
 Case (c) of ``bench_jax_engine.py`` (sigprop loop 784-1500-1500-10, 100 free + 20 nudged
 Euler steps, batch 256, float32, ``ep_chl`` + SGD, MNIST). The batch update is hebbsim's own
-:func:`hebbsim.simulate.training.ep_batch_update` (same phases, rule and optimizer), but each
+:func:`hebbsim.simulate.trainer.batch_update` (same phases, rule and optimizer), but each
 phase is a ``jax.lax.fori_loop`` over :func:`hebbsim.dynamics.rhs.euler_step` on the whole
 batch (one GEMM per projection and step, no ``vmap``, no diffrax step controller or event
 machinery). Two drivers:
 
-- ``batch``: one ``jax.jit`` call per batch, as ``EPTrainer`` drives the engine (host loop);
+- ``batch``: one ``jax.jit`` call per batch, as ``Trainer`` drives the engine (host loop);
 - ``epoch``: one ``jax.lax.scan`` over all batches of the epoch (no host round trip at all).
 
 The difference between ``bench_jax_engine.py`` and the ``batch`` figure is what the diffrax
@@ -37,7 +37,7 @@ from hebbsim.dynamics.loss import one_hot
 from hebbsim.dynamics.network import OUTPUT
 from hebbsim.dynamics.params import init_params
 from hebbsim.simulate.engines.base import Relaxation
-from hebbsim.simulate.training import EPTrainer, ep_batch_update
+from hebbsim.simulate.trainer import Trainer, batch_update
 
 CASE = {
     "network": {"layers": [784, 1500, 1500, 10], "topology": "loop", "clip_states": True},
@@ -92,10 +92,10 @@ def main() -> None:
     x_all, y_all = data.x_train.astype(np.float32), data.y_train
     rng = np.random.default_rng(0)
     params = init_params(net, rng)
-    # EPTrainer only for its rule and optimizer (the real engine is not used here)
+    # Trainer only for its rule and optimizer (the real engine is not used here)
     from hebbsim.simulate.engines import engine_from_params
 
-    trainer = EPTrainer(cfg, net, engine_from_params(cfg, net), params, len(x_all), rng)
+    trainer = Trainer(cfg, net, engine_from_params(cfg, net), params, len(x_all), rng)
     engine = ScanEngine(net, cfg.dynamics.dt)
     bs = cfg.learning.batch_size
     n_full = len(x_all) // bs
@@ -109,7 +109,9 @@ def main() -> None:
     o0 = jax.tree_util.tree_map(jnp.asarray, trainer.optimizer.state)
 
     def update(p, o, x, d, lab, beta):
-        return ep_batch_update(cfg, net, engine, trainer.rule, trainer.optimizer, p, o, x, d, lab, None, beta)
+        p, _, o, free, st = batch_update(trainer.rule, trainer.optimizer, engine, p, trainer.state, o, x, d, lab, None,
+                                         {"beta": beta})
+        return p, o, free, st
 
     results = []
     if "batch" in args.driver:
