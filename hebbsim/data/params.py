@@ -7,13 +7,14 @@ never evaluated. Every error names the key, the value given and what is allowed.
 from __future__ import annotations
 
 import copy
+import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import tomli_w
-from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
 from ..dynamics.loss import COSTS
 from ..rules import RULES, rule_class
@@ -31,6 +32,17 @@ InitName = Literal[INIT_DISTRIBUTIONS]  # type: ignore[valid-type]
 
 class ParameterError(HebbsimError, ValueError):
     """A parameter file or override is invalid; the message lists every problem."""
+
+
+# Upper bounds of whole numbers: far beyond any run a machine can hold, low enough that no array
+# size, step count or HDF5 attribute overflows before the memory estimate has its say.
+MAX_UNITS = 2**20
+MAX_LAYERS = 64
+MAX_STEPS = 10**7
+MAX_EPOCHS = 10**6
+MAX_BATCH = 10**6
+MAX_SAMPLES = 10**9
+MAX_SEED = 2**63 - 1
 
 
 class LoopConfig(_Section):
@@ -58,7 +70,7 @@ class ProjectionConfig(_Section):
 
 
 class NetworkConfig(_Section):
-    layers: list[int] = Field(min_length=2)
+    layers: list[int] = Field(min_length=2, max_length=MAX_LAYERS)
     topology: Literal[TOPOLOGIES] = "loop"  # type: ignore[valid-type]
     rho: Literal[RHO_NAMES] = "hard_sigmoid"  # type: ignore[valid-type]
     neuron: Literal[NEURON_MODELS] | None = Field(  # type: ignore[valid-type]
@@ -72,8 +84,8 @@ class NetworkConfig(_Section):
     @model_validator(mode="after")
     def _sizes_positive(self):
         for k, n in enumerate(self.layers):
-            if n < 1:
-                raise ValueError(f"layers[{k}] = {n}: every layer size must be a positive integer")
+            if not 1 <= n <= MAX_UNITS:
+                raise ValueError(f"layers[{k}] = {n}: every layer size must be a whole number from 1 to {MAX_UNITS}")
         leaks = [self.leak] if isinstance(self.leak, float) else self.leak
         if any(r <= 0 for r in leaks):
             raise ValueError(f"leak = {self.leak}: leak time constants must be > 0")
@@ -88,9 +100,9 @@ class DynamicsConfig(_Section):
     atol: float = Field(1e-8, gt=0, description="absolute tolerance of the adaptive solvers")
     dtype: Literal["float32", "float64"] = "float32"
     dt: float = Field(0.5, gt=0, le=10)
-    free_steps: int = Field(60, ge=1)
-    nudge_steps: int = Field(12, ge=1)
-    eval_steps: int | None = Field(None, ge=1, description="free steps at evaluation (default: free_steps)")
+    free_steps: int = Field(60, ge=1, le=MAX_STEPS)
+    nudge_steps: int = Field(12, ge=1, le=MAX_STEPS)
+    eval_steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="free steps at evaluation (default: free_steps)")
     tol: float = Field(0.0, ge=0, description="stop a free phase once max|ds/dt| < tol (0: never)")
     beta: float = Field(0.5, gt=0)
     symmetric_nudging: bool = False
@@ -129,10 +141,10 @@ class LearningBase(_Section):
         "constant", description="factor on every rate per epoch (hebbsim.dynamics.optimizers.lr_scale)")
     lr_final_fraction: float = Field(0.0, ge=0, le=1, description="cosine: the factor the rates anneal towards")
     lr_decay: float = Field(1.0, gt=0, le=1, description="exponential: the factor per epoch")
-    batch_size: int = Field(20, ge=1)
-    eval_batch_size: int = Field(1000, ge=1)
-    epochs: int = Field(30, ge=1)
-    seed: int = Field(1, ge=0)
+    batch_size: int = Field(20, ge=1, le=MAX_BATCH)
+    eval_batch_size: int = Field(1000, ge=1, le=MAX_BATCH)
+    epochs: int = Field(30, ge=1, le=MAX_EPOCHS)
+    seed: int = Field(1, ge=0, le=MAX_SEED, description="one integer makes a run bit-reproducible (stored as int64)")
 
 
 def _learning_config():
@@ -162,8 +174,8 @@ class DataConfig(_Section):
     dataset: Literal[tuple(DATASET_SHAPES)] = "digits"  # type: ignore[valid-type]
     root: str | None = None
     download: bool = True
-    train_subset: int | None = Field(None, ge=1, description="use only the first N training samples")
-    test_subset: int | None = Field(None, ge=1, description="use only the first N test samples")
+    train_subset: int | None = Field(None, ge=1, le=MAX_SAMPLES, description="use only the first N training samples")
+    test_subset: int | None = Field(None, ge=1, le=MAX_SAMPLES, description="use only the first N test samples")
 
 
 PHASE_NAMES = ("free", "nudged", "nudged_minus")
@@ -176,19 +188,36 @@ class RecordConfig(_Section):
     each phase in ``phases`` at the end of every epoch."""
 
     path: str = "runs/run.h5"
-    probes: int = Field(16, ge=0, description="number of probe samples (0: no state trajectories)")
+    probes: int = Field(16, ge=0, le=MAX_BATCH, description="number of probe samples (0: no state trajectories)")
     probe_split: Literal["test", "train"] = "test"
     probe_spacing: Literal["even", "first"] = "even"
-    every_steps: int = Field(2, ge=1, description="record probe states every this many Euler steps")
+    every_steps: int = Field(2, ge=1, le=MAX_STEPS, description="record probe states every this many Euler steps")
     populations: list[str] | None = Field(None, description="populations whose states are recorded (default: all but x)")
     phases: list[Literal[PHASE_NAMES]] | None = Field(  # type: ignore[valid-type]
-        None, description="phases whose probe states are recorded (default: every phase the run has)")
-    weights_every: int = Field(5, ge=1, description="store a weight snapshot every this many epochs (and the last)")
+        None, min_length=1,
+        description="phases whose probe states are recorded (default: every phase the run has; record.probes = 0 "
+                    "records none)")
+    weights_every: int = Field(5, ge=1, le=MAX_EPOCHS,
+                               description="store a weight snapshot every this many epochs (and the last)")
     grad_alignment: bool = Field(
         False, description="record the angle between each EP update and the exact gradient on the probe samples "
                             "(needs the JAX reference: a compilation per run and a converged free phase)")
     compression: Literal["gzip", "lzf", "none"] = "gzip"
     compression_level: int = Field(4, ge=1, le=9, description="gzip level (1 fastest … 9 smallest)")
+
+    @field_validator("path")
+    @classmethod
+    def _run_file_name(cls, path: str) -> str:
+        """``~`` expanded; a trailing ``/`` names a folder for ``run.h5``; no empty name, NUL byte
+        or bare ``.``/``..`` (what the file system itself allows is checked before a run starts)."""
+        if "\x00" in path:
+            raise ValueError("a path cannot contain a NUL byte")
+        path = os.path.expanduser(path.strip())
+        if path.endswith(("/", os.sep)):
+            path = os.path.join(path, "run.h5")
+        if not path or os.path.basename(path) in ("", ".", ".."):
+            raise ValueError("give a run file name, e.g. 'runs/run.h5' (a trailing '/' puts run.h5 in that folder)")
+        return path
 
     @model_validator(mode="after")
     def _unique(self):
@@ -334,6 +363,12 @@ def _clean_loc(loc: tuple) -> tuple[tuple, str | None]:
     return tuple(p for p in loc if not (isinstance(p, str) and _UNION_MEMBER.match(p))), rule
 
 
+def _short(value) -> str:
+    """``repr(value)``, cut to one readable line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:60] + " … " + text[-12:]
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     """One line per problem: ``key = value: what is allowed``."""
     problems: dict[str, list[str]] = {}
@@ -348,14 +383,14 @@ def _format_errors(err: ValidationError, source: str) -> str:
             else:
                 section = _section_model(loc[:-1], rule)
                 allowed = ", ".join(section.model_fields) if section else "?"
-                line = f"{key} = {value!r}: unknown key; allowed keys here: {allowed}"
+                line = f"{key} = {_short(value)}: unknown key; allowed keys here: {allowed}"
         elif e["type"] == "missing":
             line = f"{key}: required key is missing"
         elif e["type"] == "union_tag_invalid":
             line = f"learning.rule = {e['ctx']['tag']!r}: not a learning rule; use one of {', '.join(RULES)}"
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            line = f"{key} = {value!r}: {msg}" if key else msg
+            line = f"{key} = {_short(value)}: {msg}" if key else msg
         if key in problems and e["type"] not in ("extra_forbidden", "missing"):
             problems[key].append(line.split(": ", 1)[-1])  # the other members of a union
         else:
@@ -392,11 +427,18 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     parts = key.strip().split(".")
     if len(parts) < 2 or not all(parts):
         raise ParameterError(f"--set {item!r}: the key must be section.key, e.g. dynamics.dt")
+    raw = raw.strip()
+    if "\n" in raw or "\r" in raw:
+        raise ParameterError(f"--set {item!r}: the value must be one line (one TOML value)")
     try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        parsed = tomllib.loads(f"v = {raw}")
     except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return parts, value
+        return parts, raw
+    except RecursionError:
+        raise ParameterError(f"--set {key.strip()}: the value is nested too deeply") from None
+    if set(parsed) != {"v"}:  # e.g. 'a.b=1 \n [x]' or 'a.b=1, c = 2': more TOML than one value
+        raise ParameterError(f"--set {item!r}: the value must be a single TOML value")
+    return parts, parsed["v"]
 
 
 def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
@@ -416,6 +458,8 @@ def validate_params(raw: dict, source: str = "parameters") -> RunParams:
         return RunParams.model_validate(raw)
     except ValidationError as err:
         raise ParameterError(_format_errors(err, source)) from None
+    except RecursionError:
+        raise ParameterError(f"{source}: values are nested too deeply to be parameters") from None
 
 
 def load_params(path: str | Path | dict | RunParams, overrides: list[str] | None = None) -> RunParams:
@@ -428,11 +472,22 @@ def load_params(path: str | Path | dict | RunParams, overrides: list[str] | None
         return validate_params(apply_overrides(copy.deepcopy(path), overrides))
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ParameterError(f"parameter file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ParameterError(f"parameter file {path} is a directory; give a .toml file") from None
+    except PermissionError:
+        raise ParameterError(f"parameter file {path} cannot be read (permission denied)") from None
+    except UnicodeDecodeError as err:
+        raise ParameterError(f"parameter file {path} is not UTF-8 text (byte {err.start}); TOML files are "
+                             "UTF-8") from None
+    except OSError as err:
+        raise ParameterError(f"parameter file {path} cannot be read: {err.strerror}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ParameterError(f"{path} is not valid TOML: {err}") from None
+    except RecursionError:
+        raise ParameterError(f"{path}: arrays or tables are nested too deeply to be a parameter file") from None
     return validate_params(apply_overrides(raw, overrides), str(path))

@@ -111,6 +111,9 @@ class Network:
                     raise ValueError(f"projection {p.name}: unknown population {end!r}; populations are {names}")
             if p.dst == INPUT:
                 raise ValueError(f"projection {p.name}: the input population {INPUT!r} is clamped and receives no projection")
+            if p.src == p.dst:
+                raise ValueError(f"projection {p.name}: a population cannot project onto itself; connect two "
+                                 "different populations")
             if p.name in by_name:
                 raise ValueError(f"projection {p.name} is listed twice")
             if p.init not in INIT_DISTRIBUTIONS:
@@ -226,7 +229,8 @@ def topology_projections(
         return forward
     if topology == "loop":
         if not hidden:
-            raise ValueError("the loop topology needs at least one hidden layer (the loop runs o → h1)")
+            raise ValueError(f"network.layers = [{len(names)} sizes]: the loop topology needs at least one hidden "
+                             "layer (the loop runs o → h1); give three or more sizes")
         if loop_kind == "tied":
             raise ValueError("the loop projection o → h1 can be learned or fixed, not tied")
         init = loop_init if loop_kind == "learned" else feedback_init

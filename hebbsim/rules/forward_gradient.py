@@ -40,12 +40,13 @@ class ForwardGradientConfig(Section):
     epsilon: float = Field(0.01, gt=0, description="perturbation current amplitude ε (current = ε·u, u ~ N(0, 1))")
     perturb_time: float = Field(2.0, gt=0, description="window duration (time units; steps = perturb_time / dt)")
     perturb: list[str] | None = Field(None, description="perturbed populations; default: every hidden one and o")
-    perturbations: int = Field(1, ge=1, description="perturbation draws per sample (their updates are averaged)")
+    perturbations: int = Field(1, ge=1, le=10**5,
+                               description="perturbation draws per sample (their updates are averaged)")
     mode: Literal[fg.MODES] = "global"  # type: ignore[valid-type]
     readout_lr: float | None = Field(
         None, gt=0, description="local_greedy: learning rate of the hidden blocks' readouts (default: the block's lr)")
     groups: int = Field(
-        1, ge=1, description="local_greedy: split every hidden block into this many groups of consecutive units, "
+        1, ge=1, le=2**20, description="local_greedy: split every hidden block into this many groups of consecutive units, "
                              "each with its own readout and local loss, perturbed together (seed 004 §4)")
 
     @model_validator(mode="after")
@@ -143,9 +144,9 @@ class ForwardGradient(Rule):
     def check(cls, cfg, net: Network) -> None:
         fgc, dyn = cfg.learning.forward_gradient, cfg.dynamics
         steps = fgc.perturb_time / dyn.dt
-        if round(steps) < 1 or abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+        if not 1 <= round(steps) <= 10**7 or abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
             raise ValueError(
-                f"learning.forward_gradient.perturb_time = {fgc.perturb_time} is not a whole number (>= 1) of "
+                f"learning.forward_gradient.perturb_time = {fgc.perturb_time} is not a whole number (1 to 10^7) of "
                 f"dynamics.dt = {dyn.dt} steps; use a multiple of dt"
             )
         dynamic = [p.name for p in net.dynamic_populations]

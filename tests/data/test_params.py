@@ -60,7 +60,7 @@ def test_lr_table_and_bias_rates():
 def test_layers_must_fit_dataset():
     msg = _err({"network": {"layers": [784, 16, 10]}})
     assert "digits" in msg and "64" in msg
-    assert "positive" in _err({"network": {"layers": [64, 0, 10]}})
+    assert "whole number from 1 to" in _err({"network": {"layers": [64, 0, 10]}})
 
 
 def test_bad_projection_list():
