@@ -23,6 +23,8 @@ published before its checkpoint and every epoch is held exactly once.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,7 @@ import xarray as xr
 from ..dynamics.network import INPUT
 from ..errors import HebbsimError
 from .atomic import fsync_path, replace_durably
-from .crashpoints import stall_point
+from .crashpoints import fault_point, stall_point
 
 SCHEMA = "hebbsim-run/1"
 
@@ -50,7 +52,11 @@ METRICS: dict[str, tuple[str, str]] = {
 
 
 class StoreError(HebbsimError):
-    """A run file cannot be written or does not fit what is being appended."""
+    """A run file cannot be written, opened or does not fit what is being appended."""
+
+
+class StoreWriteError(StoreError):
+    """Writing an epoch failed (I/O error); the published run file and the checkpoint are as before."""
 
 
 @dataclass(frozen=True)
@@ -129,11 +135,13 @@ class RunStore:
                biases: dict[str, np.ndarray]) -> None:
         """Write (and publish) a run file with no epochs and the initial weights as snapshot 0."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with h5netcdf.File(self.tmp, "w") as f:
-            self._define(f, layout, attrs)
-        with h5py.File(self.tmp, "a") as f:
-            self._write_snapshot(f, 0, weights, biases)
-        self._publish(0)
+        with self._writing(0):
+            with h5netcdf.File(self.tmp, "w") as f:
+                self._define(f, layout, attrs)
+            with h5py.File(self.tmp, "a") as f:
+                self._write_snapshot(f, 0, weights, biases)
+            self._verify(0, 0)
+            self._publish(0)
 
     def _define(self, f: h5netcdf.File, lay: RunLayout, attrs: dict) -> None:
         dims: dict[str, int | None] = {"epoch": None, "iteration": None, "snapshot": None, "phase": len(lay.phases)}
@@ -214,13 +222,27 @@ class RunStore:
     # -- appending ------------------------------------------------------------------------------
     def epochs(self) -> int:
         """Number of epochs the published run file holds."""
-        with h5netcdf.File(self.path, "r") as f:
-            return f.dimensions["epoch"].size
+        try:
+            with h5netcdf.File(self.path, "r") as f:
+                return f.dimensions["epoch"].size
+        except (OSError, KeyError, ValueError, RuntimeError) as err:
+            raise StoreError(damaged_message(self.path, err)) from None
 
     def attrs(self) -> dict:
         """The published run file's global attributes."""
-        with h5netcdf.File(self.path, "r") as f:
-            return dict(f.attrs)
+        try:
+            with h5netcdf.File(self.path, "r") as f:
+                return dict(f.attrs)
+        except (OSError, KeyError, ValueError, RuntimeError) as err:
+            raise StoreError(damaged_message(self.path, err)) from None
+
+    def epoch_metrics(self, epoch: int) -> dict[str, float]:
+        """The published run file's per-epoch scalars (:data:`METRICS`) of ``epoch`` (1-based)."""
+        try:
+            with h5py.File(self.path, "r") as f:
+                return {name: float(f[name][epoch - 1]) for name in METRICS}
+        except (OSError, KeyError, ValueError, IndexError, RuntimeError) as err:
+            raise StoreError(damaged_message(self.path, err)) from None
 
     def append(self, rec: EpochRecord, attrs: dict | None = None) -> None:
         """Append one epoch (replacing that epoch and later ones if the file already holds them)
@@ -229,8 +251,15 @@ class RunStore:
         The file's structure was laid down by :meth:`create` through h5netcdf; appending only
         grows unlimited dimensions and writes data, which plain h5py does without h5netcdf's
         per-write scans of every variable (several times faster)."""
-        shutil.copyfile(self.path, self.tmp)
-        stall_point("copy", rec.epoch)
+        with self._writing(rec.epoch):
+            shutil.copyfile(self.path, self.tmp)
+            fault_point("copy", rec.epoch)
+            stall_point("copy", rec.epoch)
+            self._append(rec, attrs)
+            self._verify(rec.epoch, len(rec.batch_loss), rec.metrics)
+            self._publish(rec.epoch)
+
+    def _append(self, rec: EpochRecord, attrs: dict | None) -> None:
         with h5py.File(self.tmp, "a") as f:
             self._truncate(f, rec.epoch)
             n = rec.epoch - 1
@@ -242,6 +271,7 @@ class RunStore:
                 for phase, traj in by_phase.items():
                     var[n, phases.index(phase), :len(traj)] = traj
             stall_point("append", rec.epoch)
+            fault_point("append", rec.epoch)
             for name in METRICS:
                 f[name][n] = rec.metrics[name]
             f["residual"][n] = [rec.residual.get(p, np.nan) for p in phases]
@@ -258,7 +288,6 @@ class RunStore:
                 self._write_snapshot(f, rec.epoch, rec.weights, rec.biases or {})
             for k, val in (attrs or {}).items():
                 f.attrs[k] = val
-        self._publish(rec.epoch)
 
     @staticmethod
     def _truncate(f: h5py.File, epoch: int) -> None:
@@ -286,18 +315,68 @@ class RunStore:
 
     def _publish(self, epoch: int) -> None:
         fsync_path(self.tmp)
+        fault_point("publish", epoch)
         stall_point("publish", epoch)
         replace_durably(self.tmp, self.path)
         stall_point("published", epoch)
+
+    @contextlib.contextmanager
+    def _writing(self, epoch: int):
+        """Around writing the temporary file and publishing it: on any failure the temporary
+        file is removed (the published file is untouched); an I/O error (a full disk, a failing
+        device) or an HDF5 error becomes a :class:`StoreWriteError` naming what to do."""
+        try:
+            yield
+        except BaseException as err:
+            with contextlib.suppress(OSError):
+                self.tmp.unlink()
+            if isinstance(err, (OSError, RuntimeError)):
+                what = "the run file" if epoch == 0 else f"epoch {epoch}"
+                kept = "nothing was published" if epoch == 0 else \
+                    f"{self.path} still holds epochs 1 to {epoch - 1}, its checkpoint is unchanged"
+                reason = getattr(err, "strerror", None) or str(err)
+                raise StoreWriteError(f"cannot write {what} to {self.tmp}: {reason}; {kept}. Free some space "
+                                      "(or fix the folder), then continue with --resume") from err
+            raise
+
+    def _verify(self, epoch: int, n_batches: int, metrics: dict[str, float] | None = None) -> None:
+        """Read back what was just written to the temporary file: HDF5 reports some write errors
+        (a full disk while flushing its caches) only on stderr, and a damaged file must never be
+        published."""
+        try:
+            with h5py.File(self.tmp, "r") as f:
+                ok = f["epoch"].shape[0] == epoch and (epoch == 0 or int(f["epoch"][epoch - 1]) == epoch)
+                if ok and epoch:
+                    ok = all(np.array_equal(f[k][epoch - 1], v, equal_nan=True) for k, v in (metrics or {}).items())
+                    it = f["batch_epoch"]
+                    ok = ok and int(np.sum(it[max(0, it.shape[0] - n_batches):] == epoch)) == n_batches
+                    f["batch_loss"][max(0, it.shape[0] - n_batches):]  # noqa: B018 (its chunks decompress)
+        except (OSError, KeyError, ValueError) as err:
+            raise OSError(errno.EIO, f"the written file cannot be read back ({err})") from None
+        if not ok:
+            raise OSError(errno.EIO, "the written file does not hold what was written")
 
 
 def open_run(path: str | Path, **kwargs) -> xr.Dataset:
     """Open a run file as an xarray Dataset; ``chunks={}`` opens it lazily with dask. Safe while
     the run is writing: the file at ``path`` is only ever replaced whole, never modified."""
-    path = Path(path)
-    if not path.is_file():
+    path = Path(path).expanduser()
+    if not path.exists():
         raise StoreError(f"run file {path} does not exist")
-    return xr.open_dataset(path, engine="h5netcdf", **kwargs)
+    if not path.is_file():
+        raise StoreError(f"run file {path} is not a regular file")
+    try:
+        return xr.open_dataset(path, engine="h5netcdf", **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise StoreError(damaged_message(path, err)) from None
+
+
+def damaged_message(path: Path, err: BaseException) -> str:
+    """Why a run file cannot be opened, and what to do."""
+    size = path.stat().st_size if path.is_file() else 0
+    return (f"cannot open run file {path} ({size} bytes): it is damaged or not a hebbsim run file ({err}). "
+            "hebbsim only ever publishes complete files, so it was truncated or changed afterwards "
+            "(an interrupted copy, a full disk, a failing device): copy it again from its source or a backup")
 
 
 def run_schema(ds: xr.Dataset) -> dict[str, tuple[str, ...]]:
