@@ -111,6 +111,9 @@ def _describe_garbage(path: Path) -> str:
     size = path.stat().st_size
     if size == 0:
         return "is empty (0 bytes)"
+    with open(path, "rb") as f:
+        if f.read(4) == b"PK\x03\x04":
+            return f"is torn (an incomplete .npz archive, {size} bytes)"
     return f"is not a hebbsim checkpoint (not an .npz archive; {size} bytes)"
 
 

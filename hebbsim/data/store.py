@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,8 @@ class RunStore:
         """Write (and publish) a run file with no epochs and the initial weights as snapshot 0."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._writing(0):
+            need = sum(np.asarray(a).nbytes for a in (*weights.values(), *biases.values(), layout.probe_input))
+            _check_free_space(self.path.parent, 2 * need + SLACK_BYTES)
             with h5netcdf.File(self.tmp, "w") as f:
                 self._define(f, layout, attrs)
             with h5py.File(self.tmp, "a") as f:
@@ -255,6 +258,7 @@ class RunStore:
             shutil.copyfile(self.path, self.tmp)
             fault_point("copy", rec.epoch)
             stall_point("copy", rec.epoch)
+            self._reserve(_record_bytes(rec))
             self._append(rec, attrs)
             self._verify(rec.epoch, len(rec.batch_loss), rec.metrics)
             self._publish(rec.epoch)
@@ -328,16 +332,42 @@ class RunStore:
         try:
             yield
         except BaseException as err:
-            with contextlib.suppress(OSError):
-                self.tmp.unlink()
+            self._discard_tmp()
             if isinstance(err, (OSError, RuntimeError)):
                 what = "the run file" if epoch == 0 else f"epoch {epoch}"
-                kept = "nothing was published" if epoch == 0 else \
-                    f"{self.path} still holds epochs 1 to {epoch - 1}, its checkpoint is unchanged"
+                kept = ("nothing was published" if epoch == 0 else
+                        f"{self.path} still holds " + (f"epochs 1 to {epoch - 1}" if epoch > 1 else "no epochs")
+                        + ", its checkpoint is unchanged")
                 reason = getattr(err, "strerror", None) or str(err)
                 raise StoreWriteError(f"cannot write {what} to {self.tmp}: {reason}; {kept}. Free some space "
                                       "(or fix the folder), then continue with --resume") from err
             raise
+
+    def _reserve(self, nbytes: int) -> None:
+        """Reserve ``nbytes`` (twice what the epoch holds uncompressed, plus slack) at the end of
+        the temporary file before HDF5 writes to it. HDF5 handles a full disk badly — a failed
+        write or close leaves its library state broken (errors at exit, even a segfault) — so
+        the space is claimed here, where a full disk is a plain ``OSError``; HDF5 then writes
+        into the reserved blocks and, on closing, truncates the file to its real end."""
+        size = self.tmp.stat().st_size
+        try:
+            fd = os.open(self.tmp, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, size + 2 * nbytes + SLACK_BYTES)
+            finally:
+                os.close(fd)
+        except (AttributeError, OSError) as err:  # no fallocate here (platform, file system): check instead
+            if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+                raise
+            _check_free_space(self.path.parent, 2 * nbytes + SLACK_BYTES)
+
+    def _discard_tmp(self) -> None:
+        """Remove a failed temporary file (emptied first: its space is freed even if HDF5 still
+        holds it open)."""
+        with contextlib.suppress(OSError):
+            os.truncate(self.tmp, 0)
+        with contextlib.suppress(OSError):
+            self.tmp.unlink()
 
     def _verify(self, epoch: int, n_batches: int, metrics: dict[str, float] | None = None) -> None:
         """Read back what was just written to the temporary file: HDF5 reports some write errors
@@ -355,6 +385,27 @@ class RunStore:
             raise OSError(errno.EIO, f"the written file cannot be read back ({err})") from None
         if not ok:
             raise OSError(errno.EIO, "the written file does not hold what was written")
+
+
+SLACK_BYTES = 1 << 20
+"""Space reserved beyond an epoch's data for HDF5's own structures (chunk indices, headers)."""
+
+
+def _record_bytes(rec: EpochRecord) -> int:
+    """Bytes an epoch's record holds uncompressed (what appending it may add to the file, at most)."""
+    arrays = [traj for by_phase in rec.states.values() for traj in by_phase.values()]
+    arrays += list((rec.weights or {}).values()) + list((rec.biases or {}).values())
+    return sum(np.asarray(a).nbytes for a in arrays) + 3 * 8 * len(rec.batch_loss) + 64 * 8
+
+
+def _check_free_space(folder: Path, nbytes: int) -> None:
+    """Raise ``OSError(ENOSPC)`` if ``folder``'s file system has less than ``nbytes`` free."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:  # cannot tell: let the write itself find out
+        return
+    if free < nbytes:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({free} bytes free, about {nbytes} needed)")
 
 
 def open_run(path: str | Path, **kwargs) -> xr.Dataset:

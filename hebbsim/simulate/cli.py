@@ -9,6 +9,7 @@ This is the only place that configures logging: library code logs through
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -67,20 +68,25 @@ class _Formatter(logging.Formatter):
         return line
 
 
-def configure_logging(verbosity: int) -> None:
-    """One stderr handler on the ``hebbsim`` logger: ``verbosity`` -1 (quiet: warnings), 0 (info:
-    one line per epoch), 1 (debug)."""
+@contextlib.contextmanager
+def logging_to_stderr(verbosity: int):
+    """While in the block, one stderr handler on the ``hebbsim`` logger: ``verbosity`` -1 (quiet:
+    warnings and errors), 0 (info: one line per epoch), 1 (debug). Restored afterwards (``main``
+    may be called more than once in one process)."""
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    root = logging.getLogger("hebbsim")
-    for h in list(root.handlers):
-        if getattr(h, "_hebbsim_cli", False):
-            root.removeHandler(h)
+    log = logging.getLogger("hebbsim")
     handler = logging.StreamHandler(sys.stderr)
-    handler._hebbsim_cli = True  # type: ignore[attr-defined]
     handler.setFormatter(_Formatter("%(asctime)s | %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False  # the CLI owns the output; no duplicate lines through the root logger
+    before = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False  # the CLI owns the output; no duplicate lines through the root logger
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(before[0])
+        log.propagate = before[1]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,8 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "info":
         return _info()
-    configure_logging(-1 if args.quiet else 1 if args.verbose else 0)
     progress = False if args.quiet and args.progress is None else args.progress
+    with logging_to_stderr(-1 if args.quiet else 1 if args.verbose else 0):
+        return _run(args, progress)
+
+
+def _run(args: argparse.Namespace, progress: bool | None) -> int:
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (main() called from a thread): leave SIGTERM alone

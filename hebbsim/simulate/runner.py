@@ -182,11 +182,16 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
             weights=model.weights if snapshot else None,
             biases=model.biases if snapshot else None,
         ), {**attrs, "end_time": now(), "checkpoint_digests": " ".join(digests)})
+        t2 = time.perf_counter()
         save_checkpoint(ckpt, arrays, meta, {"name": store.path.name, "epochs": epoch,
                                              "metrics": metrics_digest(metrics)})
+        logger.debug(f"epoch {epoch}: probes recorded and run file appended in {t2 - t1:.3f} s, "
+                     f"checkpoint written in {time.perf_counter() - t2:.3f} s")
         say(f"epoch {epoch:3d}/{cfg.learning.epochs}  train error {100 * stats.error:6.2f}%  loss {stats.loss:.4f}  "
             f"test error {100 * test_error:6.2f}%  ({elapsed:.1f} s; recording {time.perf_counter() - t1:.2f} s)")
 
+    logger.debug(f"data {data.name}: {len(data.x_train)} training and {len(data.x_test)} test samples; network "
+                 f"{dict(net.sizes)}; {len(probes.index)} probe samples; checkpoint {ckpt}")
     say(f"run file {store.path}: epochs {start + 1} to {cfg.learning.epochs} ({cfg.learning.rule}, "
         f"{engine.name} engine, {dtype.name})")
 
