@@ -120,10 +120,20 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
                            "--overwrite replaces it")
     cfg = load_params(params, overrides)
     store = RunStore(cfg.record.path, cfg.record.compression, cfg.record.compression_level)
-    with RunLock(store.path):
+    progress = _progress_wanted(progress)
+    # with bars, log lines go through tqdm.write so that they do not break a bar
+    redirect = logging_redirect_tqdm(loggers=[logging.getLogger("hebbsim"), logging.root]) if progress \
+        else contextlib.nullcontext()
+    with RunLock(store.path), redirect:
         if not resume and not overwrite:
             _refuse_existing(store, checkpoint_path(store.path))
-        return _run_locked(cfg, store, resume, _progress_wanted(progress), log)
+        try:
+            return _run_locked(cfg, store, resume, progress, log)
+        except DivergenceError:
+            with contextlib.suppress(HebbsimError):
+                held = store.epochs()
+                logger.warning(f"{store.path} keeps the {held} completed epochs; its checkpoint is at epoch {held}")
+            raise
 
 
 def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, log) -> xr.Dataset:
@@ -149,7 +159,10 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
     attrs = {}
     digests: list[str] = []  # per epoch: the checkpoint's digest (run file attribute checkpoint_digests)
     if start == 0:
-        ckpt.unlink(missing_ok=True)
+        try:
+            ckpt.unlink(missing_ok=True)
+        except OSError as err:  # e.g. a directory in its place
+            raise HebbsimError(f"cannot remove the old checkpoint {ckpt}: {err.strerror}; remove it by hand") from None
         projections = tuple(p.name for p in net.learned) if rec.grad_alignment else tuple(cycles)
         store.create(run_layout(cfg, net, probes, projections, model),
                      provenance(cfg.to_toml(), engine.name, dtype.name, cfg.learning.seed), model.weights,
@@ -159,15 +172,21 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
         attrs["resumed_at"] = " ".join(filter(None, [held.get("resumed_at", ""), now()]))
         digests = str(held.get("checkpoint_digests", "")).split()[:start]
 
-    def _epoch(epoch: int) -> None:
+    logger.debug(f"data {data.name}: {len(data.x_train)} training and {len(data.x_test)} test samples; network "
+                 f"{dict(net.sizes)}; {len(probes.index)} probe samples; checkpoint {ckpt}")
+    say(f"run file {store.path}: epochs {start + 1} to {cfg.learning.epochs} ({cfg.learning.rule}, "
+        f"{engine.name} engine, {dtype.name})")
+
+    epochs = tqdm(range(start + 1, cfg.learning.epochs + 1), desc="epochs", disable=not progress, unit="epoch")
+    for epoch in epochs:
         t0 = time.perf_counter()
         stats = trainer.train_epoch(x_train, data.y_train, progress=progress, desc=f"epoch {epoch}", epoch=epoch)
         elapsed = time.perf_counter() - t0
         test_error, test_loss = trainer.evaluate(x_test, data.y_test)
         t1 = time.perf_counter()
         snapshot = epoch % rec.weights_every == 0 or epoch == cfg.learning.epochs
-        arrays, trainer_meta = trainer.state_dict()
-        meta = {"epoch": epoch, "parameters": cfg.to_toml(), "trainer": trainer_meta}
+        arrays, meta = trainer.state_dict()  # before the append: the run file records the checkpoint's digest
+        meta = {"epoch": epoch, "parameters": cfg.to_toml(), "trainer": meta}
         digests[epoch - 1:] = [checkpoint_digest(arrays, meta)[:16]]
         metrics = {"train_error": stats.error, "train_loss": stats.loss, "test_error": test_error,
                    "test_loss": test_loss, "epoch_time": elapsed}
@@ -189,23 +208,6 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
                      f"checkpoint written in {time.perf_counter() - t2:.3f} s")
         say(f"epoch {epoch:3d}/{cfg.learning.epochs}  train error {100 * stats.error:6.2f}%  loss {stats.loss:.4f}  "
             f"test error {100 * test_error:6.2f}%  ({elapsed:.1f} s; recording {time.perf_counter() - t1:.2f} s)")
-
-    logger.debug(f"data {data.name}: {len(data.x_train)} training and {len(data.x_test)} test samples; network "
-                 f"{dict(net.sizes)}; {len(probes.index)} probe samples; checkpoint {ckpt}")
-    say(f"run file {store.path}: epochs {start + 1} to {cfg.learning.epochs} ({cfg.learning.rule}, "
-        f"{engine.name} engine, {dtype.name})")
-
-    epochs = tqdm(range(start + 1, cfg.learning.epochs + 1), desc="epochs", disable=not progress, unit="epoch")
-    redirect = logging_redirect_tqdm(loggers=[logging.getLogger("hebbsim"), logging.root]) if progress \
-        else contextlib.nullcontext()
-    with redirect:
-        try:
-            for epoch in epochs:
-                _epoch(epoch)
-        except DivergenceError:
-            say(f"{store.path} keeps the {epoch - 1} completed epochs; the checkpoint is at epoch {epoch - 1}",
-                logging.WARNING)
-            raise
     say(f"run file: {store.path}")
     return open_run(store.path)
 

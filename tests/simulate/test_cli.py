@@ -69,7 +69,10 @@ def test_the_library_logs_and_prints_nothing(tiny_run, caplog, capsys):
     assert capsys.readouterr() == ("", "")  # no bars (not a terminal), no prints; handlers are the caller's
 
 
-@pytest.mark.parametrize("sig,status,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.parametrize("sig,status,word", [
+    (signal.SIGINT, 130, "interrupted"),
+    pytest.param(signal.SIGTERM, 143, "terminated", marks=pytest.mark.slow),  # the same path as SIGINT
+])
 def test_ctrl_c_and_sigterm_end_with_one_line_and_resume_continues(sig, status, word, tiny_run, tmp_path):
     p = tiny_run(learning__epochs=400)
     path = Path(p["record"]["path"])
