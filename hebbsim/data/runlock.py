@@ -20,7 +20,7 @@ from ..errors import HebbsimError
 
 
 class RunLockedError(HebbsimError):
-    """Another process is writing this run."""
+    """Another process is writing this run (or the run's lock file cannot be created)."""
 
 
 def lock_path(run_path: str | Path) -> Path:
@@ -37,6 +37,17 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        try:
+            self._acquire()
+        except (OSError, ValueError) as err:  # the run's folder cannot be made or written (or a bad name)
+            raise RunLockedError(f"record.path = {self.run_path}: cannot create the run's lock file {self.path} "
+                                 f"({getattr(err, 'strerror', None) or err}); choose a record.path in a folder "
+                                 "you can write") from None
+
+    def _acquire(self) -> None:
+        if not self.run_path.name or os.path.isdir(self.run_path):
+            raise RunLockedError(f"record.path = {self.run_path}: is a folder; give a file name, e.g. "
+                                 f"{self.run_path / 'run.h5'}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(10):  # retry if the file we locked was removed by a holder releasing it
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -17,9 +17,8 @@ is a terminal, unless ``progress`` says otherwise.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -119,6 +118,9 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
         raise HebbsimError("--resume and --overwrite exclude each other: --resume continues the run file, "
                            "--overwrite replaces it")
     cfg = load_params(params, overrides)
+    if not Path(cfg.record.path).name or os.path.isdir(cfg.record.path):
+        raise HebbsimError(f"record.path = {str(cfg.record.path)!r}: is a folder; give a run file name, e.g. "
+                           "\"runs/x.h5\"")
     store = RunStore(cfg.record.path, cfg.record.compression, cfg.record.compression_level)
     progress = _progress_wanted(progress)
     # with bars, log lines go through tqdm.write so that they do not break a bar

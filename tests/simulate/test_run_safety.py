@@ -317,3 +317,18 @@ def test_a_nan_in_a_later_epoch_keeps_every_completed_epoch(tiny_run, monkeypatc
         hebbsim.run(p, ["learning.epochs=4"], resume=True, **QUIET)
     monkeypatch.setattr(runner, "make_trainer", make)
     assert list(hebbsim.run(p, resume=True, **QUIET).epoch.values) == [1, 2, 3, 4]
+
+
+# --------------------------------------------------------------------------- record.path that cannot be a run file
+
+
+def test_a_record_path_that_cannot_hold_a_run_is_one_clear_line(tiny_run, tmp_path, capsys):
+    (tmp_path / "regular").write_text("")
+    f = _toml(tiny_run(learning__epochs=1), tmp_path)
+    for value, says in [("", "is a folder"), (".", "is a folder"), (str(tmp_path), "is a folder"),
+                        (str(tmp_path / "regular" / "x.h5"), "cannot create the run's lock file"),
+                        (str(tmp_path / ("a" * 300 + ".h5")), "cannot create the run's lock file")]:
+        assert main(["run", str(f), "--set", f"record.path={value!r}".replace("'", '"')]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("hebbsim: error: record.path = ") and says in err[0], err
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["p.toml", "regular"]
