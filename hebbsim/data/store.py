@@ -335,11 +335,11 @@ class RunStore:
             self._discard_tmp()
             if isinstance(err, (OSError, RuntimeError)):
                 what = "the run file" if epoch == 0 else f"epoch {epoch}"
+                held = {1: "no epochs", 2: "epoch 1"}.get(epoch, f"epochs 1 to {epoch - 1}")
                 kept = ("nothing was published" if epoch == 0 else
-                        f"{self.path} still holds " + (f"epochs 1 to {epoch - 1}" if epoch > 1 else "no epochs")
-                        + ", its checkpoint is unchanged")
+                        f"the run file still holds {held}, its checkpoint is unchanged")
                 reason = getattr(err, "strerror", None) or str(err)
-                raise StoreWriteError(f"cannot write {what} to {self.tmp}: {reason}; {kept}. Free some space "
+                raise StoreWriteError(f"cannot write {what} of {self.path}: {reason}; {kept}. Free some space "
                                       "(or fix the folder), then continue with --resume") from err
             raise
 
@@ -353,7 +353,7 @@ class RunStore:
         try:
             fd = os.open(self.tmp, os.O_RDWR)
             try:
-                os.posix_fallocate(fd, 0, size + 2 * nbytes + SLACK_BYTES)
+                os.posix_fallocate(fd, size, 2 * nbytes + SLACK_BYTES)  # only the new blocks
             finally:
                 os.close(fd)
         except (AttributeError, OSError) as err:  # no fallocate here (platform, file system): check instead
