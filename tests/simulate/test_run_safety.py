@@ -134,12 +134,23 @@ HARD = dict(learning__optimizer="adam", learning__lr=[0.01, 0.005, 0.005], learn
             dynamics__persistent_states=True)
 
 
-@pytest.fixture
-def two_epochs(tiny_run):
-    """A run stopped after 2 of its 3 epochs: (parameters, run file, checkpoint)."""
-    p = tiny_run(**HARD)
+@pytest.fixture(scope="module")
+def _two_epochs_once(tmp_path_factory, tiny_params):
+    path = tmp_path_factory.mktemp("two_epochs") / "run.h5"
+    p = tiny_params(path, **HARD)
     hebbsim.run(p, ["learning.epochs=2"], **QUIET)
-    path = Path(p["record"]["path"])
+    return p, path, {f: f.read_bytes() for f in (path, checkpoint_path(path))}
+
+
+@pytest.fixture
+def two_epochs(_two_epochs_once):
+    """A run stopped after 2 of its 3 epochs: (parameters, run file, checkpoint) — trained once,
+    restored byte for byte for each test (its record.path is part of its parameters)."""
+    p, path, pristine = _two_epochs_once
+    for f in path.parent.iterdir():
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
+    for f, data in pristine.items():
+        f.write_bytes(data)
     return p, path, checkpoint_path(path)
 
 
