@@ -20,3 +20,7 @@ class DivergenceError(HebbsimError, FloatingPointError):
 
 class DataError(HebbsimError, FileNotFoundError):
     """A data set is missing or corrupt."""
+
+
+class RunExistsError(HebbsimError, FileExistsError):
+    """The run file (or its checkpoint) exists and neither resume nor overwrite was asked for."""

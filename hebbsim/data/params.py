@@ -271,7 +271,13 @@ class RunParams(_Section):
             self.learning.cost = rule.default_cost
         if self.network.neuron is None:
             self.network.neuron = rule.default_neuron
-        net = self.build_network()  # raises ValueError on a bad projection list
+        try:
+            net = self.build_network()
+        except ValueError as err:  # the model's own check; say which key it is about
+            msg = str(err)
+            first = msg.split(" ")[0]
+            raise ValueError(msg if msg.startswith("network.") else f"network.{msg}"
+                             if first in NetworkConfig.model_fields else f"network.projections: {msg}") from None
         rule.check(self, net)
         learned = [p.name for p in net.learned]
         lr = self.learning.lr
@@ -396,9 +402,10 @@ def _format_errors(err: ValidationError, source: str) -> str:
         else:
             problems.setdefault(key if e["type"] not in ("extra_forbidden",) else f"{key}#{len(problems)}",
                                 []).append(line)
-    lines = [f"invalid parameters in {source}:"]
-    lines += ["  " + "; or ".join(dict.fromkeys(v)) for v in problems.values()]
-    return "\n".join(lines)
+    lines = ["; or ".join(dict.fromkeys(v)) for v in problems.values()]
+    if len(lines) == 1:  # the usual case: one line, key first
+        return f"{lines[0]} (in {source})"
+    return "\n".join([f"invalid parameters in {source}:"] + ["  " + line for line in lines])
 
 
 def _section_model(loc, rule: str | None = None) -> type[BaseModel] | None:

@@ -23,6 +23,9 @@ published before its checkpoint and every epoch is held exactly once.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +38,7 @@ import xarray as xr
 from ..dynamics.network import INPUT
 from ..errors import HebbsimError
 from .atomic import fsync_path, replace_durably
-from .crashpoints import stall_point
+from .crashpoints import fault_point, stall_point
 
 SCHEMA = "hebbsim-run/1"
 
@@ -50,7 +53,11 @@ METRICS: dict[str, tuple[str, str]] = {
 
 
 class StoreError(HebbsimError):
-    """A run file cannot be written or does not fit what is being appended."""
+    """A run file cannot be written, opened or does not fit what is being appended."""
+
+
+class StoreWriteError(StoreError):
+    """Writing an epoch failed (I/O error); the published run file and the checkpoint are as before."""
 
 
 @dataclass(frozen=True)
@@ -129,11 +136,15 @@ class RunStore:
                biases: dict[str, np.ndarray]) -> None:
         """Write (and publish) a run file with no epochs and the initial weights as snapshot 0."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with h5netcdf.File(self.tmp, "w") as f:
-            self._define(f, layout, attrs)
-        with h5py.File(self.tmp, "a") as f:
-            self._write_snapshot(f, 0, weights, biases)
-        self._publish(0)
+        with self._writing(0):
+            need = sum(np.asarray(a).nbytes for a in (*weights.values(), *biases.values(), layout.probe_input))
+            _check_free_space(self.path.parent, 2 * need + SLACK_BYTES)
+            with h5netcdf.File(self.tmp, "w") as f:
+                self._define(f, layout, attrs)
+            with h5py.File(self.tmp, "a") as f:
+                self._write_snapshot(f, 0, weights, biases)
+            self._verify(0, 0)
+            self._publish(0)
 
     def _define(self, f: h5netcdf.File, lay: RunLayout, attrs: dict) -> None:
         dims: dict[str, int | None] = {"epoch": None, "iteration": None, "snapshot": None, "phase": len(lay.phases)}
@@ -214,13 +225,27 @@ class RunStore:
     # -- appending ------------------------------------------------------------------------------
     def epochs(self) -> int:
         """Number of epochs the published run file holds."""
-        with h5netcdf.File(self.path, "r") as f:
-            return f.dimensions["epoch"].size
+        try:
+            with h5netcdf.File(self.path, "r") as f:
+                return f.dimensions["epoch"].size
+        except (OSError, KeyError, ValueError, RuntimeError) as err:
+            raise StoreError(damaged_message(self.path, err)) from None
 
     def attrs(self) -> dict:
         """The published run file's global attributes."""
-        with h5netcdf.File(self.path, "r") as f:
-            return dict(f.attrs)
+        try:
+            with h5netcdf.File(self.path, "r") as f:
+                return dict(f.attrs)
+        except (OSError, KeyError, ValueError, RuntimeError) as err:
+            raise StoreError(damaged_message(self.path, err)) from None
+
+    def epoch_metrics(self, epoch: int) -> dict[str, float]:
+        """The published run file's per-epoch scalars (:data:`METRICS`) of ``epoch`` (1-based)."""
+        try:
+            with h5py.File(self.path, "r") as f:
+                return {name: float(f[name][epoch - 1]) for name in METRICS}
+        except (OSError, KeyError, ValueError, IndexError, RuntimeError) as err:
+            raise StoreError(damaged_message(self.path, err)) from None
 
     def append(self, rec: EpochRecord, attrs: dict | None = None) -> None:
         """Append one epoch (replacing that epoch and later ones if the file already holds them)
@@ -229,8 +254,16 @@ class RunStore:
         The file's structure was laid down by :meth:`create` through h5netcdf; appending only
         grows unlimited dimensions and writes data, which plain h5py does without h5netcdf's
         per-write scans of every variable (several times faster)."""
-        shutil.copyfile(self.path, self.tmp)
-        stall_point("copy", rec.epoch)
+        with self._writing(rec.epoch):
+            shutil.copyfile(self.path, self.tmp)
+            fault_point("copy", rec.epoch)
+            stall_point("copy", rec.epoch)
+            self._reserve(_record_bytes(rec))
+            self._append(rec, attrs)
+            self._verify(rec.epoch, len(rec.batch_loss), rec.metrics)
+            self._publish(rec.epoch)
+
+    def _append(self, rec: EpochRecord, attrs: dict | None) -> None:
         with h5py.File(self.tmp, "a") as f:
             self._truncate(f, rec.epoch)
             n = rec.epoch - 1
@@ -242,6 +275,7 @@ class RunStore:
                 for phase, traj in by_phase.items():
                     var[n, phases.index(phase), :len(traj)] = traj
             stall_point("append", rec.epoch)
+            fault_point("append", rec.epoch)
             for name in METRICS:
                 f[name][n] = rec.metrics[name]
             f["residual"][n] = [rec.residual.get(p, np.nan) for p in phases]
@@ -258,7 +292,6 @@ class RunStore:
                 self._write_snapshot(f, rec.epoch, rec.weights, rec.biases or {})
             for k, val in (attrs or {}).items():
                 f.attrs[k] = val
-        self._publish(rec.epoch)
 
     @staticmethod
     def _truncate(f: h5py.File, epoch: int) -> None:
@@ -286,18 +319,115 @@ class RunStore:
 
     def _publish(self, epoch: int) -> None:
         fsync_path(self.tmp)
+        fault_point("publish", epoch)
         stall_point("publish", epoch)
         replace_durably(self.tmp, self.path)
         stall_point("published", epoch)
+
+    @contextlib.contextmanager
+    def _writing(self, epoch: int):
+        """Around writing the temporary file and publishing it: on any failure the temporary
+        file is removed (the published file is untouched); an I/O error (a full disk, a failing
+        device) or an HDF5 error becomes a :class:`StoreWriteError` naming what to do."""
+        try:
+            yield
+        except BaseException as err:
+            self._discard_tmp()
+            if isinstance(err, (OSError, RuntimeError)):
+                what = "the run file" if epoch == 0 else f"epoch {epoch}"
+                held = {1: "no epochs", 2: "epoch 1"}.get(epoch, f"epochs 1 to {epoch - 1}")
+                kept = ("nothing was published" if epoch == 0 else
+                        f"the run file still holds {held}, its checkpoint is unchanged")
+                reason = getattr(err, "strerror", None) or str(err)
+                raise StoreWriteError(f"cannot write {what} of {self.path}: {reason}; {kept}. Free some space "
+                                      "(or fix the folder), then continue with --resume") from err
+            raise
+
+    def _reserve(self, nbytes: int) -> None:
+        """Reserve ``nbytes`` (twice what the epoch holds uncompressed, plus slack) at the end of
+        the temporary file before HDF5 writes to it. HDF5 handles a full disk badly — a failed
+        write or close leaves its library state broken (errors at exit, even a segfault) — so
+        the space is claimed here, where a full disk is a plain ``OSError``; HDF5 then writes
+        into the reserved blocks and, on closing, truncates the file to its real end."""
+        size = self.tmp.stat().st_size
+        try:
+            fd = os.open(self.tmp, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, size, 2 * nbytes + SLACK_BYTES)  # only the new blocks
+            finally:
+                os.close(fd)
+        except (AttributeError, OSError) as err:  # no fallocate here (platform, file system): check instead
+            if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+                raise
+            _check_free_space(self.path.parent, 2 * nbytes + SLACK_BYTES)
+
+    def _discard_tmp(self) -> None:
+        """Remove a failed temporary file (emptied first: its space is freed even if HDF5 still
+        holds it open)."""
+        with contextlib.suppress(OSError):
+            os.truncate(self.tmp, 0)
+        with contextlib.suppress(OSError):
+            self.tmp.unlink()
+
+    def _verify(self, epoch: int, n_batches: int, metrics: dict[str, float] | None = None) -> None:
+        """Read back what was just written to the temporary file: HDF5 reports some write errors
+        (a full disk while flushing its caches) only on stderr, and a damaged file must never be
+        published."""
+        try:
+            with h5py.File(self.tmp, "r") as f:
+                ok = f["epoch"].shape[0] == epoch and (epoch == 0 or int(f["epoch"][epoch - 1]) == epoch)
+                if ok and epoch:
+                    ok = all(np.array_equal(f[k][epoch - 1], v, equal_nan=True) for k, v in (metrics or {}).items())
+                    it = f["batch_epoch"]
+                    ok = ok and int(np.sum(it[max(0, it.shape[0] - n_batches):] == epoch)) == n_batches
+                    f["batch_loss"][max(0, it.shape[0] - n_batches):]  # noqa: B018 (its chunks decompress)
+        except (OSError, KeyError, ValueError) as err:
+            raise OSError(errno.EIO, f"the written file cannot be read back ({err})") from None
+        if not ok:
+            raise OSError(errno.EIO, "the written file does not hold what was written")
+
+
+SLACK_BYTES = 1 << 20
+"""Space reserved beyond an epoch's data for HDF5's own structures (chunk indices, headers)."""
+
+
+def _record_bytes(rec: EpochRecord) -> int:
+    """Bytes an epoch's record holds uncompressed (what appending it may add to the file, at most)."""
+    arrays = [traj for by_phase in rec.states.values() for traj in by_phase.values()]
+    arrays += list((rec.weights or {}).values()) + list((rec.biases or {}).values())
+    return sum(np.asarray(a).nbytes for a in arrays) + 3 * 8 * len(rec.batch_loss) + 64 * 8
+
+
+def _check_free_space(folder: Path, nbytes: int) -> None:
+    """Raise ``OSError(ENOSPC)`` if ``folder``'s file system has less than ``nbytes`` free."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:  # cannot tell: let the write itself find out
+        return
+    if free < nbytes:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({free} bytes free, about {nbytes} needed)")
 
 
 def open_run(path: str | Path, **kwargs) -> xr.Dataset:
     """Open a run file as an xarray Dataset; ``chunks={}`` opens it lazily with dask. Safe while
     the run is writing: the file at ``path`` is only ever replaced whole, never modified."""
-    path = Path(path)
-    if not path.is_file():
+    path = Path(path).expanduser()
+    if not path.exists():
         raise StoreError(f"run file {path} does not exist")
-    return xr.open_dataset(path, engine="h5netcdf", **kwargs)
+    if not path.is_file():
+        raise StoreError(f"run file {path} is not a regular file")
+    try:
+        return xr.open_dataset(path, engine="h5netcdf", **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise StoreError(damaged_message(path, err)) from None
+
+
+def damaged_message(path: Path, err: BaseException) -> str:
+    """Why a run file cannot be opened, and what to do."""
+    size = path.stat().st_size if path.is_file() else 0
+    return (f"cannot open run file {path} ({size} bytes): it is damaged or not a hebbsim run file ({err}). "
+            "hebbsim only ever publishes complete files, so it was truncated or changed afterwards "
+            "(an interrupted copy, a full disk, a failing device): copy it again from its source or a backup")
 
 
 def run_schema(ds: xr.Dataset) -> dict[str, tuple[str, ...]]:

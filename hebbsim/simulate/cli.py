@@ -1,11 +1,38 @@
-"""Command line: ``hebbsim run PARAMS.toml [--set section.key=value …] [--resume]``, ``hebbsim info``."""
+"""Command line: ``hebbsim run PARAMS.toml [--set section.key=value ...] [--resume | --overwrite]``,
+``hebbsim info``.
+
+This is the only place that configures logging: library code logs through
+``logging.getLogger(__name__)``; here one handler on the ``hebbsim`` logger writes to stderr
+(``-q``: warnings and errors only; ``-v``: also debug messages).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import signal
 import sys
 
+from .. import __version__
 from ..errors import HebbsimError
+
+DESCRIPTION = ("Simulate continuous-time neural networks that learn with local rules (Equilibrium "
+               "Propagation, signal-propagation loops, forward gradients). Results go to an HDF5 run file "
+               "per run, with a checkpoint beside it.")
+RUN_EPILOG = ("An existing run file is never replaced silently: continue it with --resume or replace it with "
+              "--overwrite. Progress bars are drawn only when stderr is a terminal; otherwise (batch jobs) "
+              "each epoch is one log line. Exit status: 0 done, 2 error (one 'hebbsim: error:' line), "
+              "130 interrupted (Ctrl-C) or 143 terminated (SIGTERM); the run file then holds every completed "
+              "epoch and --resume continues it.")
+
+
+class _Terminated(BaseException):
+    """SIGTERM (a batch system's time limit, ``kill``): stop like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
 
 
 def _info() -> int:
@@ -13,8 +40,6 @@ def _info() -> int:
 
     import numba
     import numpy
-
-    from .. import __version__
 
     print(f"hebbsim {__version__}  (python {platform.python_version()}, {platform.machine()})")
     print(f"numpy {numpy.__version__}, numba {numba.__version__}")
@@ -30,28 +55,102 @@ def _info() -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hebbsim", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="train a network from a parameter file")
-    p_run.add_argument("params", help="TOML parameter file")
+class _Formatter(logging.Formatter):
+    """``2026-11-27 18:02:11 epoch 3/30 ...``; warnings and errors say so."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if record.levelno >= logging.WARNING:
+            head, _, rest = line.partition(" | ")
+            line = f"{head} {record.levelname.lower()}: {rest}"
+        else:
+            line = line.replace(" | ", " ", 1)
+        return line
+
+
+@contextlib.contextmanager
+def logging_to_stderr(verbosity: int):
+    """While in the block, one stderr handler on the ``hebbsim`` logger: ``verbosity`` -1 (quiet:
+    warnings and errors), 0 (info: one line per epoch), 1 (debug). Restored afterwards (``main``
+    may be called more than once in one process)."""
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    log = logging.getLogger("hebbsim")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(asctime)s | %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
+    before = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False  # the CLI owns the output; no duplicate lines through the root logger
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(before[0])
+        log.propagate = before[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hebbsim", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"hebbsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p_run = sub.add_parser("run", help="train a network from a parameter file",
+                           description="Train a network from a TOML parameter file and write its run file "
+                                       "(record.path) and checkpoint.", epilog=RUN_EPILOG)
+    p_run.add_argument("params", help="TOML parameter file (e.g. examples/quickstart.toml)")
     p_run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override one parameter (repeatable), e.g. --set learning.epochs=5")
-    p_run.add_argument("--resume", action="store_true",
-                       help="continue from the run's checkpoint after its last completed epoch")
-    p_run.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+                       help="override one parameter (repeatable), e.g. --set learning.epochs=5; strings in "
+                            "TOML quotes: --set dynamics.engine='\"jax\"'")
+    mode = p_run.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue the run from its checkpoint after its last completed epoch")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="replace an existing run file and checkpoint at record.path")
+    bars = p_run.add_mutually_exclusive_group()
+    bars.add_argument("--progress", dest="progress", action="store_true", default=None,
+                      help="draw progress bars even when stderr is not a terminal")
+    bars.add_argument("--no-progress", dest="progress", action="store_false",
+                      help="no progress bars (one log line per epoch)")
+    talk = p_run.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors (no progress bars)")
+    talk.add_argument("-v", "--verbose", action="store_true", help="also debug messages")
     sub.add_parser("info", help="versions, engines and devices")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "info":
         return _info()
-    from .runner import run
+    progress = False if args.quiet and args.progress is None else args.progress
+    with logging_to_stderr(-1 if args.quiet else 1 if args.verbose else 0):
+        return _run(args, progress)
 
+
+def _run(args: argparse.Namespace, progress: bool | None) -> int:
     try:
-        ds = run(args.params, args.overrides, resume=args.resume, progress=not args.no_progress)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (main() called from a thread): leave SIGTERM alone
+        previous = None
+    try:
+        from .runner import run
+
+        ds = run(args.params, args.overrides, resume=args.resume, overwrite=args.overwrite, progress=progress)
     except HebbsimError as err:
         print(f"hebbsim: error: {err}", file=sys.stderr)
         return 2
-    print(f"final test error {100 * float(ds.test_error[-1]):.2f}%")
+    except KeyboardInterrupt:
+        print("hebbsim: interrupted; the run file holds every completed epoch (continue with --resume)",
+              file=sys.stderr)
+        return 130
+    except _Terminated:
+        print("hebbsim: terminated (SIGTERM); the run file holds every completed epoch (continue with --resume)",
+              file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if not args.quiet:
+        print(f"final test error {100 * float(ds.test_error[-1]):.2f}%")
     return 0
 
 

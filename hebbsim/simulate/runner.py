@@ -4,32 +4,50 @@ Every epoch: train, evaluate the test set, run the probe samples through the pha
 append the epoch to the run file (:mod:`hebbsim.data.store`) and write the checkpoint
 (:mod:`hebbsim.data.checkpoint`) — in that order, so a checkpoint never runs ahead of the
 file; a resumed run redoes (and rewrites) an epoch published before its checkpoint.
+
+Before any work: the run's lock is taken (one writer per run file, :mod:`hebbsim.data.runlock`)
+and an existing run file or checkpoint is refused unless ``resume`` or ``overwrite`` says what
+to do with it — a run never destroys an earlier run's data by accident.
+
+Messages go through :mod:`logging` (logger ``hebbsim.simulate.runner``): one INFO line per
+epoch; only the command line configures handlers. Progress bars (tqdm) are drawn when stderr
+is a terminal, unless ``progress`` says otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..analysis.alignment import loop_alignment, loop_paths
-from ..data.checkpoint import checkpoint_path, save_checkpoint
+from ..data.checkpoint import checkpoint_digest, checkpoint_path, save_checkpoint
 from ..data.datasets import Dataset, load_dataset
 from ..data.params import RunParams, load_params
-from ..data.store import EpochRecord, RunStore, open_run
+from ..data.runlock import RunLock
+from ..data.store import EpochRecord, RunStore, StoreError, open_run
 from ..dynamics.params import init_params
+from ..errors import DivergenceError, HebbsimError, RunExistsError
 from .engines import engine_from_params
 from ..dynamics.loss import one_hot
 from ..dynamics.network import OUTPUT
+from .preflight import check_memory, check_record_path
 from .provenance import now, provenance
 from .recording import ProbeRecorder, run_layout
-from .resume import resume_point
+from .resume import metrics_digest, resume_point
 from ..rules import rule_class
 from ..rules.contrastive import ContrastiveRule
 from .trainer import make_trainer
+
+logger = logging.getLogger(__name__)
 
 
 def _subset(data: Dataset, cfg: RunParams) -> Dataset:
@@ -41,7 +59,7 @@ def _subset(data: Dataset, cfg: RunParams) -> Dataset:
 
 
 def _grad_alignment(cfg: RunParams, net, engine, params, probes) -> dict[str, float]:
-    """SPEC §4 gradient alignment on the probe samples (EP rules; empty unless asked for)."""
+    """Gradient alignment on the probe samples (docs/model.md; contrastive rules; empty unless asked for)."""
     rule = rule_class(cfg.learning.rule)
     if not cfg.record.grad_alignment or not issubclass(rule, ContrastiveRule) or not len(probes.index):
         return {}
@@ -53,19 +71,83 @@ def _grad_alignment(cfg: RunParams, net, engine, params, probes) -> dict[str, fl
                                  dyn.beta, 10 * (dyn.eval_steps or dyn.free_steps), dyn.nudge_steps)
 
 
+def _refuse_existing(store: RunStore, ckpt: Path) -> None:
+    """Refuse to start a new run over an existing run file or checkpoint."""
+    found = [p for p in (store.path, ckpt) if p.exists()]
+    if not found:
+        return
+    try:
+        held = f" holding {store.epochs()} epochs" if store.path.is_file() else ""
+    except StoreError:
+        held = " (damaged)"
+    what = f"a run file{held}" if store.path.exists() else f"a checkpoint ({ckpt})"
+    raise RunExistsError(
+        f"record.path = {store.path}: {what} already exists. Continue it with --resume, replace it with "
+        "--overwrite (hebbsim.run(..., resume=True / overwrite=True)), or choose another record.path "
+        "(e.g. --set record.path='\"runs/other.h5\"')")
+
+
+def _progress_wanted(progress: bool | None) -> bool:
+    """Progress bars: as asked, else only when stderr is a terminal (never in a batch job's log)."""
+    if progress is None:
+        return sys.stderr.isatty()
+    return bool(progress)
+
+
 def run(params: str | Path | dict | RunParams, overrides: list[str] | None = None, *, resume: bool = False,
-        progress: bool = True, log=print) -> xr.Dataset:
+        overwrite: bool = False, progress: bool | None = None,
+        log: Callable[[str], object] | None = None) -> xr.Dataset:
     """Train the network described by ``params``, write its run file and return it opened.
 
     ``params`` is a parameter file path, a dict with its contents or a validated
-    :class:`RunParams`; ``overrides`` are ``"section.key=value"`` strings. With ``resume``,
-    continue from the checkpoint beside the run file (``<run>.ckpt.npz``) after its last
-    completed epoch; only ``learning.epochs`` may differ from the checkpoint's parameters.
+    :class:`RunParams`; ``overrides`` are ``"section.key=value"`` strings.
+
+    - ``resume``: continue from the checkpoint beside the run file (``<run>.ckpt.npz``) after
+      its last completed epoch; only ``learning.epochs`` may differ from the checkpoint's
+      parameters. Without a run file and checkpoint the run starts from epoch 1.
+    - ``overwrite``: replace an existing run file and checkpoint. Without ``resume`` or
+      ``overwrite`` an existing run file (or checkpoint) is refused
+      (:class:`hebbsim.errors.RunExistsError`) before any work starts.
+    - ``progress``: progress bars on stderr; ``None`` (default) draws them only when stderr is a
+      terminal. Without bars each epoch is one log line.
+    - ``log``: an extra callable that receives every progress message (kept for scripts written
+      before hebbsim logged through :mod:`logging`; logger ``hebbsim.simulate.runner``).
+
+    One process writes a run file at a time: a second one is refused
+    (:class:`hebbsim.data.runlock.RunLockedError`).
     """
+    if resume and overwrite:
+        raise HebbsimError("--resume and --overwrite exclude each other: --resume continues the run file, "
+                           "--overwrite replaces it")
     cfg = load_params(params, overrides)
+    check_record_path(cfg, params if isinstance(params, (str, Path)) else None)
+    store = RunStore(cfg.record.path, cfg.record.compression, cfg.record.compression_level)
+    progress = _progress_wanted(progress)
+    # with bars, log lines go through tqdm.write so that they do not break a bar
+    redirect = logging_redirect_tqdm(loggers=[logging.getLogger("hebbsim"), logging.root]) if progress \
+        else contextlib.nullcontext()
+    with RunLock(store.path), redirect:
+        if not resume and not overwrite:
+            _refuse_existing(store, checkpoint_path(store.path))
+        try:
+            return _run_locked(cfg, store, resume, progress, log)
+        except DivergenceError:
+            with contextlib.suppress(HebbsimError):
+                held = store.epochs()
+                logger.warning(f"{store.path} keeps the {held} completed epochs; its checkpoint is at epoch {held}")
+            raise
+
+
+def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, log) -> xr.Dataset:
+    def say(msg: str, level: int = logging.INFO) -> None:
+        logger.log(level, msg)
+        if log is not None:
+            log(msg)
+
     net = cfg.build_network()
     dtype = np.dtype(cfg.dynamics.dtype)
     data = _subset(load_dataset(cfg.data.dataset, cfg.data.root, download=cfg.data.download), cfg)
+    check_memory(cfg, net, len(data.x_train))
     rng = np.random.default_rng(cfg.learning.seed)
     model = init_params(net, rng, dtype)
     engine = engine_from_params(cfg, net)
@@ -74,19 +156,29 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
     probes = ProbeRecorder(cfg, net, data)
     cycles = loop_paths(net)
     rec = cfg.record
-    store = RunStore(rec.path, rec.compression, rec.compression_level)
-    ckpt = checkpoint_path(rec.path)
+    ckpt = checkpoint_path(store.path)
 
-    start = resume_point(cfg, store, ckpt, trainer, log) if resume else 0
+    start = resume_point(cfg, store, ckpt, trainer, say) if resume else 0
     attrs = {}
+    digests: list[str] = []  # per epoch: the checkpoint's digest (run file attribute checkpoint_digests)
     if start == 0:
-        ckpt.unlink(missing_ok=True)
+        try:
+            ckpt.unlink(missing_ok=True)
+        except OSError as err:  # e.g. a directory in its place
+            raise HebbsimError(f"cannot remove the old checkpoint {ckpt}: {err.strerror}; remove it by hand") from None
         projections = tuple(p.name for p in net.learned) if rec.grad_alignment else tuple(cycles)
         store.create(run_layout(cfg, net, probes, projections, model),
                      provenance(cfg.to_toml(), engine.name, dtype.name, cfg.learning.seed), model.weights,
                      model.biases)
     else:
-        attrs["resumed_at"] = " ".join(filter(None, [store.attrs().get("resumed_at", ""), now()]))
+        held = store.attrs()
+        attrs["resumed_at"] = " ".join(filter(None, [held.get("resumed_at", ""), now()]))
+        digests = str(held.get("checkpoint_digests", "")).split()[:start]
+
+    logger.debug(f"data {data.name}: {len(data.x_train)} training and {len(data.x_test)} test samples; network "
+                 f"{dict(net.sizes)}; {len(probes.index)} probe samples; checkpoint {ckpt}")
+    say(f"run file {store.path}: epochs {start + 1} to {cfg.learning.epochs} ({cfg.learning.rule}, "
+        f"{engine.name} engine, {dtype.name})")
 
     epochs = tqdm(range(start + 1, cfg.learning.epochs + 1), desc="epochs", disable=not progress, unit="epoch")
     for epoch in epochs:
@@ -96,10 +188,14 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
         test_error, test_loss = trainer.evaluate(x_test, data.y_test)
         t1 = time.perf_counter()
         snapshot = epoch % rec.weights_every == 0 or epoch == cfg.learning.epochs
+        arrays, meta = trainer.state_dict()  # before the append: the run file records the checkpoint's digest
+        meta = {"epoch": epoch, "parameters": cfg.to_toml(), "trainer": meta}
+        digests[epoch - 1:] = [checkpoint_digest(arrays, meta)[:16]]
+        metrics = {"train_error": stats.error, "train_loss": stats.loss, "test_error": test_error,
+                   "test_loss": test_loss, "epoch_time": elapsed}
         store.append(EpochRecord(
             epoch=epoch,
-            metrics={"train_error": stats.error, "train_loss": stats.loss, "test_error": test_error,
-                     "test_loss": test_loss, "epoch_time": elapsed},
+            metrics=metrics,
             residual=stats.residual,
             batch_loss=stats.batch_loss,
             states=probes.record(engine, model),
@@ -107,15 +203,14 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
             grad_alignment=_grad_alignment(cfg, net, engine, model, probes),
             weights=model.weights if snapshot else None,
             biases=model.biases if snapshot else None,
-        ), {**attrs, "end_time": now()})
-        arrays, meta = trainer.state_dict()
-        save_checkpoint(ckpt, arrays, {"epoch": epoch, "parameters": cfg.to_toml(), "trainer": meta})
-        msg = (f"epoch {epoch:3d}  train error {100 * stats.error:6.2f}%  loss {stats.loss:.4f}  "
-               f"test error {100 * test_error:6.2f}%  ({elapsed:.1f} s; recording {time.perf_counter() - t1:.2f} s)")
-        if progress:
-            epochs.write(msg)
-        elif log:
-            log(msg)
-    if log:
-        log(f"run file: {store.path}")
+        ), {**attrs, "end_time": now(), "checkpoint_digests": " ".join(digests)})
+        t2 = time.perf_counter()
+        save_checkpoint(ckpt, arrays, meta, {"name": store.path.name, "epochs": epoch,
+                                             "metrics": metrics_digest(metrics)})
+        logger.debug(f"epoch {epoch}: probes recorded and run file appended in {t2 - t1:.3f} s, "
+                     f"checkpoint written in {time.perf_counter() - t2:.3f} s")
+        say(f"epoch {epoch:3d}/{cfg.learning.epochs}  train error {100 * stats.error:6.2f}%  loss {stats.loss:.4f}  "
+            f"test error {100 * test_error:6.2f}%  ({elapsed:.1f} s; recording {time.perf_counter() - t1:.2f} s)")
+    say(f"run file: {store.path}")
     return open_run(store.path)
+

@@ -31,7 +31,7 @@ def shared_mnist_dir() -> Path:
     d = Path(root) / "mnist"
     if not root or not all((d / f).is_file() for f in MNIST_NAMES):
         pytest.skip("real MNIST not available (set HEBBSIM_DATA to the folder that holds mnist/)")
-    return d
+    return d.resolve()  # HEBBSIM_DATA may be relative (README: ../shared/data); symlinks need absolute targets
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,7 @@ def test_cli_resume_and_fresh_start_without_checkpoint(tiny_run, tmp_path, capsy
     f = tmp_path / "p.toml"
     f.write_text(tomli_w.dumps(p))
     assert main(["run", str(f), "--resume", "--set", "learning.epochs=1", "--no-progress"]) == 0  # nothing to resume
-    assert "no checkpoint" in capsys.readouterr().out
+    assert "no checkpoint" in capsys.readouterr().err  # log lines go to stderr
     assert main(["run", str(f), "--resume", "--no-progress"]) == 0
     assert list(hebbsim.open_run(p["record"]["path"]).epoch.values) == [1, 2]
     assert main(["run", str(f), "--resume", "--set", "network.rho=\"sigmoid\"", "--no-progress"]) == 2
