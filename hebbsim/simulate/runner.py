@@ -176,8 +176,12 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
 
     logger.debug(f"data {data.name}: {len(data.x_train)} training and {len(data.x_test)} test samples; network "
                  f"{dict(net.sizes)}; {len(probes.index)} probe samples; checkpoint {ckpt}")
-    say(f"run file {store.path}: epochs {start + 1} to {cfg.learning.epochs} ({cfg.learning.rule}, "
-        f"{engine.name} engine, {dtype.name})")
+    if start >= cfg.learning.epochs:
+        say(f"run file {store.path} already holds all {start} epochs: nothing to train (raise learning.epochs, "
+            f"e.g. --set learning.epochs={start + 10}, to continue it)")
+    else:
+        say(f"run file {store.path}: epochs {start + 1} to {cfg.learning.epochs} ({cfg.learning.rule}, "
+            f"{engine.name} engine, {dtype.name})")
 
     epochs = tqdm(range(start + 1, cfg.learning.epochs + 1), desc="epochs", disable=not progress, unit="epoch")
     for epoch in epochs:
