@@ -86,9 +86,10 @@ def _refuse_existing(store: RunStore, ckpt: Path) -> None:
 
 
 def _progress_wanted(progress: bool | None) -> bool:
-    """Progress bars: as asked, else only when stderr is a terminal (never in a batch job's log)."""
+    """Progress bars: as asked, else only when stderr is a terminal or in a Jupyter notebook
+    (tqdm.auto draws a widget there) — never in a batch job's log."""
     if progress is None:
-        return sys.stderr.isatty()
+        return sys.stderr.isatty() or "ipykernel" in sys.modules
     return bool(progress)
 
 
@@ -107,7 +108,7 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
       ``overwrite`` an existing run file (or checkpoint) is refused
       (:class:`hebbsim.errors.RunExistsError`) before any work starts.
     - ``progress``: progress bars on stderr; ``None`` (default) draws them only when stderr is a
-      terminal. Without bars each epoch is one log line.
+      terminal (or in a Jupyter notebook). Without bars each epoch is one log line.
     - ``log``: an extra callable that receives every progress message (kept for scripts written
       before hebbsim logged through :mod:`logging`; logger ``hebbsim.simulate.runner``).
 
