@@ -88,9 +88,10 @@ def _refuse_existing(store: RunStore, ckpt: Path) -> None:
 
 
 def _progress_wanted(progress: bool | None) -> bool:
-    """Progress bars: as asked, else only when stderr is a terminal (never in a batch job's log)."""
+    """Progress bars: as asked, else only when stderr is a terminal or in a Jupyter notebook
+    (tqdm.auto draws a widget there) — never in a batch job's log."""
     if progress is None:
-        return sys.stderr.isatty()
+        return sys.stderr.isatty() or "ipykernel" in sys.modules
     return bool(progress)
 
 
@@ -109,7 +110,7 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
       ``overwrite`` an existing run file (or checkpoint) is refused
       (:class:`hebbsim.errors.RunExistsError`) before any work starts.
     - ``progress``: progress bars on stderr; ``None`` (default) draws them only when stderr is a
-      terminal. Without bars each epoch is one log line.
+      terminal (or in a Jupyter notebook). Without bars each epoch is one log line.
     - ``log``: an extra callable that receives every progress message (kept for scripts written
       before hebbsim logged through :mod:`logging`; logger ``hebbsim.simulate.runner``).
 
@@ -177,8 +178,12 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
 
     logger.debug(f"data {data.name}: {len(data.x_train)} training and {len(data.x_test)} test samples; network "
                  f"{dict(net.sizes)}; {len(probes.index)} probe samples; checkpoint {ckpt}")
-    say(f"run file {store.path}: epochs {start + 1} to {cfg.learning.epochs} ({cfg.learning.rule}, "
-        f"{engine.name} engine, {dtype.name})")
+    if start >= cfg.learning.epochs:
+        say(f"run file {store.path} already holds all {start} epochs: nothing to train (raise learning.epochs, "
+            f"e.g. --set learning.epochs={start + 10}, to continue it)")
+    else:
+        say(f"run file {store.path}: epochs {start + 1} to {cfg.learning.epochs} ({cfg.learning.rule}, "
+            f"{engine.name} engine, {dtype.name})")
 
     epochs = tqdm(range(start + 1, cfg.learning.epochs + 1), desc="epochs", disable=not progress, unit="epoch")
     for epoch in epochs:

@@ -95,3 +95,12 @@ def test_ctrl_c_and_sigterm_end_with_one_line_and_resume_continues(sig, status, 
     assert sorted(x.name for x in tmp_path.iterdir()) == ["p.toml", "run.h5", "run.h5.ckpt.npz"]
     ds = hebbsim.run(p, [f"learning.epochs={held + 1}"], resume=True, progress=False)
     assert list(ds.epoch.values) == list(range(1, held + 2))
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_train(tiny_run, caplog):
+    p = tiny_run(learning__epochs=1)
+    hebbsim.run(p, progress=False)
+    with caplog.at_level(logging.INFO, logger="hebbsim"):
+        ds = hebbsim.run(p, resume=True, progress=False)
+    assert list(ds.epoch.values) == [1]
+    assert "already holds all 1 epochs: nothing to train" in caplog.text and "epochs 2 to 1" not in caplog.text
