@@ -62,7 +62,8 @@ def test_bptt_through_a_converged_free_phase_equals_the_implicit_gradient(topolo
     np.testing.assert_allclose(_flat(bptt), _flat(exact), rtol=0, atol=1e-7 * np.abs(_flat(exact)).max())
 
 
-@pytest.mark.parametrize("estimator,tolerance", [(G.fg_weight, 0.35), (G.fg_activity, 0.12)])
+@pytest.mark.parametrize("estimator,tolerance", [pytest.param(G.fg_weight, 0.35, marks=pytest.mark.slow),
+                                                 (G.fg_activity, 0.12)])
 def test_forward_gradients_converge_to_the_exact_gradient(estimator, tolerance):
     net, params, x, d = _problem("loop", "sigmoid", False, "additive", batch=8)
     exact = _flat(G.bptt_gradient(net, params, x, d, 60, 0.25))

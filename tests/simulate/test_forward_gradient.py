@@ -66,7 +66,8 @@ def _expected_update(net, system, free, d, perturb, eps, n_steps):
     return fg.fg_gradients(e, eps, 2 * batch)  # Σ over ± pairs / 2, mean over samples
 
 
-@pytest.mark.parametrize("topology,mode,groups", [("feedforward", "global", 1), ("loop", "local_greedy", 1),
+@pytest.mark.parametrize("topology,mode,groups", [("feedforward", "global", 1),
+                                                   pytest.param("loop", "local_greedy", 1, marks=pytest.mark.slow),
                                                    ("feedforward", "local_greedy", 2)])
 def test_numba_kernel_and_jax_window_match_the_reference_window(topology, mode, groups):
     net, params, x, d, system, free = _problem("gated" if mode == "global" else "additive", topology,
@@ -150,6 +151,7 @@ def test_expected_update_is_the_exact_gradient_times_the_time_constant_factor():
     assert ratio == pytest.approx(fg.time_constant_factor(0, n_steps, DT), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_gated_neurons_bias_the_expected_update(capsys):
     """SPEC §2: under gated neurons ρ'(s) makes time constants unit-dependent; measured, no threshold."""
     out = {}
@@ -192,7 +194,8 @@ def _digits_cfg(engine, mode, topology, **fgc):
     })
 
 
-@pytest.mark.parametrize("mode,topology,groups", [("global", "feedforward", 1), ("local_greedy", "loop", 1),
+@pytest.mark.parametrize("mode,topology,groups", [("global", "feedforward", 1),
+                                                   pytest.param("local_greedy", "loop", 1, marks=pytest.mark.slow),
                                                    ("local_greedy", "feedforward", 5)])
 def test_one_epoch_gives_the_same_weights_on_both_engines(mode, topology, groups):
     data = load_dataset("digits")

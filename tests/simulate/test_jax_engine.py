@@ -111,6 +111,7 @@ def test_the_training_step_is_compiled_once_per_run():
     assert float(tr.optimizer.state["lr_scale"]) == pytest.approx(0.25)  # cosine at 3 of 3
 
 
+@pytest.mark.slow
 def test_euler_error_against_adaptive_diffrax_halves_with_dt(rng):
     net = build_network([6, 5, 4, 3], "loop", rho="sigmoid", neuron="gated")
     params, x, d = _problem(net, rng)
@@ -187,6 +188,7 @@ def test_adaptive_solver_refuses_clipped_states_and_the_numba_engine():
         JaxEngine(build_network([4, 3, 2], clip_states=True), 0.5, solver="dopri5")
 
 
+@pytest.mark.slow
 def test_a_run_on_the_jax_engine_learns_like_numba(tmp_path):
     p = {
         "network": {"layers": [64, 32, 10], "topology": "loop", "clip_states": True},

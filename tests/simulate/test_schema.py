@@ -31,6 +31,7 @@ def test_schema_of_a_loop_run(tiny_run):
     np.testing.assert_allclose(ds.batch_loss.mean().item(), ds.train_loss.item(), rtol=1e-6)  # float32 sums
 
 
+@pytest.mark.slow
 def test_numba_and_jax_runs_have_the_same_schema(tiny_run):
     from hebbsim.data.params import load_params
 
