@@ -100,6 +100,10 @@ class Trainer:
         self.compiled = engine.jit_batches
         self.n_traces = 0  # how often the batch was traced (compiled): once per run
         self._live: tuple[Params, RuleState] | None = None  # the engine's copies during an epoch
+        # a compiled batch's finiteness flags are read after the next batch is dispatched, so the
+        # device never waits for the host between batches (measured on an H100: the per-batch
+        # read-back was 45 % of an epoch, docs/benchmarks.md)
+        self._pending: tuple | None = None
         if self.compiled:
             import jax
 
@@ -182,10 +186,13 @@ class Trainer:
         draws = self.rule.draw(self.rng, size, self.engine.dtype)  # always the full batch: same draws
         params, state = self._live_arrays()
         if self.compiled:
+            before = params
             xp, dp, lp, ip, mask = self._padded(x, d, labels, init)
             params, state, self.optimizer.state, free, stats = self._step(
                 params, state, self.optimizer.state, xp, dp, lp, ip, self.engine.to_device(draws), mask)
-            self._check_finite(stats["finite"], x, d, init, draws)
+            pending, self._pending = self._pending, (stats["finite"], x, d, init, draws, before)
+            if pending is not None:
+                self._check_finite(*pending)
             free = self._unpadded(free, n)
         else:
             if n < size:
@@ -222,13 +229,19 @@ class Trainer:
             for k, v in free.items():
                 self.persistent[k][index] = v
 
-    def _check_finite(self, finite: dict, x, d, init, draws) -> None:
-        """Stop on a non-finite state; the rule replays the phase to name the step and population."""
+    def _check_pending(self) -> None:
+        """Read the last compiled batch's finiteness flags (at the end of an epoch)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._check_finite(*pending)
+
+    def _check_finite(self, finite: dict, x, d, init, draws, params: Params) -> None:
+        """Stop on a non-finite state; the rule replays the phase from ``params`` (those before
+        the batch's update) to name the step and population."""
         bad = [phase for phase, flags in finite.items() if not all(bool(v) for v in flags.values())]
         if not bad:
             return
         phase = bad[0]
-        params, _ = self._live_arrays()  # the parameters before this batch's update
         s0 = init or rhs.zero_states(self.net, len(x), self.engine.dtype)
         n = len(x)
         step, pop = self.rule.locate_divergence(self.engine, params, phase, x, d, s0,
@@ -266,6 +279,7 @@ class Trainer:
             n_batches += 1
             if n_batches % 50 == 0:
                 bar.set_postfix(train_error=f"{float(n_wrong) / min(start + bs, len(x)):.3f}")
+        self._check_pending()
         self._sync()
         return EpochStats(float(n_wrong) / len(x), float(loss_sum) / len(x),
                           {k: float(v) / n_batches for k, v in res_sum.items()},
