@@ -39,13 +39,7 @@ from hebbsim.dynamics.params import init_params
 from hebbsim.simulate.engines.base import Relaxation
 from hebbsim.simulate.trainer import Trainer, batch_update
 
-CASE = {
-    "network": {"layers": [784, 1500, 1500, 10], "topology": "loop", "clip_states": True},
-    "dynamics": {"engine": "jax", "dtype": "float32", "dt": 0.5, "free_steps": 100, "nudge_steps": 20,
-                 "beta": 1.0, "random_sign_beta": True},
-    "learning": {"rule": "ep_chl", "lr": [0.1, 0.05, 0.05, 0.05], "batch_size": 256},
-    "data": {"dataset": "mnist"},
-}
+from bench_jax_engine import CASE  # the same case (c) as the engine benchmark; run as a script from benchmarks/
 
 
 class ScanEngine:
