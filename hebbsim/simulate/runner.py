@@ -39,6 +39,7 @@ from ..errors import DivergenceError, HebbsimError, RunExistsError
 from .engines import engine_from_params
 from ..dynamics.loss import one_hot
 from ..dynamics.network import OUTPUT
+from .health import TrainingHealth
 from .preflight import check_memory, check_record_path
 from .provenance import now, provenance
 from .recording import ProbeRecorder, run_layout
@@ -185,6 +186,9 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
         say(f"run file {store.path}: epochs {start + 1} to {cfg.learning.epochs} ({cfg.learning.rule}, "
             f"{engine.name} engine, {dtype.name})")
 
+    health = TrainingHealth(net, model)
+    health.warnings = [w for w in str(store.attrs().get("warnings", "")).split("\n") if w] if start else []
+    lrs = trainer.optimizer.lrs
     epochs = tqdm(range(start + 1, cfg.learning.epochs + 1), desc="epochs", disable=not progress, unit="epoch")
     for epoch in epochs:
         t0 = time.perf_counter()
@@ -193,6 +197,10 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
         test_error, test_loss = trainer.evaluate(x_test, data.y_test)
         t1 = time.perf_counter()
         snapshot = epoch % rec.weights_every == 0 or epoch == cfg.learning.epochs
+        for warning in health.check(epoch, model, lrs):
+            say(warning, logging.WARNING)
+        if health.warnings:
+            attrs["warnings"] = "\n".join(health.warnings)
         arrays, meta = trainer.state_dict()  # before the append: the run file records the checkpoint's digest
         meta = {"epoch": epoch, "parameters": cfg.to_toml(), "trainer": meta}
         digests[epoch - 1:] = [checkpoint_digest(arrays, meta)[:16]]

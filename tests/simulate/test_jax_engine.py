@@ -206,3 +206,18 @@ def test_a_run_on_the_jax_engine_learns_like_numba(tmp_path):
     np.testing.assert_allclose(runs["jax"].train_loss.values, runs["numba"].train_loss.values, rtol=1e-9)
     loss = runs["jax"].train_loss.values
     assert loss[-1] < 0.9 * loss[0], loss  # and it learns
+
+
+@pytest.mark.parametrize("dtype,weight", [("float64", 1e308), ("float32", 3e38)])
+def test_both_engines_name_the_same_step_and_population_of_a_divergence(dtype, weight):
+    """Steps are counted from 1 on both engines (measured: step 10 in float64, 3 in float32)."""
+    net = build_network([6, 5, 3], "loop", rho="tanh", neuron="additive")
+    params = init_params(net, 0, np.dtype(dtype))
+    params.weights["h1_to_o"][:] = weight
+    x = np.random.default_rng(0).random((7, 6)).astype(dtype)
+    found = []
+    for engine in (NumbaEngine(net, 0.5, dtype), JaxEngine(net, 0.5, dtype)):
+        with pytest.raises(DivergenceError) as err:
+            engine.clamp(params, x).relax(rhs.zero_states(net, 7, dtype), 50, phase="free")
+        found.append((err.value.step, err.value.population))
+    assert found[0] == found[1] and found[0][0] > 1, found

@@ -5,6 +5,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import xarray as xr
 
 import hebbsim
@@ -117,3 +118,24 @@ def test_trainer_state_dict_round_trip_continues_bit_identically(tiny_run):
     b.train_epoch(x, y, progress=False)
     for k, v in a.state_dict()[0].items():
         np.testing.assert_array_equal(b.state_dict()[0][k], v, err_msg=k)
+
+
+@pytest.mark.parametrize("overrides,words", [
+    (["learning.lr=1e30"], "exploded without becoming NaN"),  # weights of 1e29, all finite: exit 0 before
+    (["dynamics.dt=3.0", "network.clip_states=false"], "no weight or bias changed"),
+])
+def test_silent_nonsense_ends_with_a_warning_in_the_log_and_the_run_file(tmp_path, caplog, overrides, words):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="hebbsim"):
+        ds = hebbsim.run("examples/quickstart.toml", overrides + [
+            "learning.epochs=2", "record.probes=0", "data.train_subset=100", f"record.path='{tmp_path / 'r.h5'}'"],
+            progress=False)
+    assert words in ds.attrs["warnings"]
+    assert any(words in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_a_healthy_run_has_no_warnings(tmp_path):
+    ds = hebbsim.run("examples/quickstart.toml", ["learning.epochs=2", "record.probes=0", "data.train_subset=100",
+                                                  f"record.path='{tmp_path / 'r.h5'}'"], progress=False)
+    assert "warnings" not in ds.attrs
