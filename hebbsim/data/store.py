@@ -317,6 +317,8 @@ def open_run(path: str | Path, **kwargs) -> xr.Dataset:
     if not path.is_file():
         raise StoreError(f"run file {path} does not exist")
     kwargs.setdefault("decode_timedelta", False)  # epoch_time is in "s": a float, not a timedelta
+    from ..analysis import accessor  # noqa: F401  (registers the Dataset.hebbsim plots)
+
     return xr.open_dataset(path, engine="h5netcdf", **kwargs)
 
 

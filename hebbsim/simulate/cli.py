@@ -1,4 +1,5 @@
-"""Command line: ``hebbsim run PARAMS.toml [--set section.key=value …] [--resume]``, ``hebbsim info``."""
+"""Command line: ``hebbsim run PARAMS.toml [--set section.key=value …] [--resume]``,
+``hebbsim report RUN.h5|SWEEP_DIR [--out DIR]``, ``hebbsim info``."""
 
 from __future__ import annotations
 
@@ -30,6 +31,31 @@ def _info() -> int:
     return 0
 
 
+# -- hebbsim report ------------------------------------------------------------------------------
+def _add_report_parser(sub) -> None:
+    p = sub.add_parser("report", help="plots (PNG) and a summary (markdown, self-contained HTML) of a run file "
+                                      "or a sweep folder")
+    p.add_argument("path", help="a run file (RUN.h5) or a sweep folder")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where to write (default: RUN_report/ beside the run file, SWEEP_DIR/report/)")
+
+
+def _report(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed (batch nodes have none)
+    from ..analysis.report import write_report
+
+    try:
+        report = write_report(args.path, args.out)
+    except HebbsimError as err:
+        print(f"hebbsim: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(report.images)} plots, {report.markdown}, {report.html}")
+    return 0
+# -- end of hebbsim report ----------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hebbsim", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="continue from the run's checkpoint after its last completed epoch")
     p_run.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     sub.add_parser("info", help="versions, engines and devices")
+    _add_report_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "report":
+        return _report(args)
     if args.command == "info":
         return _info()
     from .runner import run
