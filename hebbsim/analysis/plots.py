@@ -249,13 +249,27 @@ def _one_run(data, what: str) -> xr.Dataset:
     return ds
 
 
+def _most_nudged_probe(ds: xr.Dataset, epoch: int, phases: list[str]) -> int:
+    """The probe whose output moves most in the first nudged phase (a correctly classified
+    probe with saturated output rates does not move at all: nothing to see)."""
+    var = "state_o" if "state_o" in ds else next(v for v in ds.data_vars if str(v).startswith("state_"))
+    if len(phases) < 2:
+        return 0
+    s = ds[var].isel(epoch=epoch).load()
+    free = s.sel(phase="free").dropna("step", how="all").isel(step=-1)
+    move = abs(s.sel(phase=phases[1]) - free).max(["step", str(var).removeprefix("state_") + "_unit"])
+    return int(np.argmax(move.fillna(0).values))
+
+
 def plot_probe_trajectories(data, axes: Sequence[Axes] | None = None, *, population: str = "o",
-                            probe: int = 0, epoch: int = -1, max_units: int = 10) -> Figure:
+                            probe: int | None = None, epoch: int = -1, max_units: int = 10) -> Figure:
     """States of one probe sample through the phases of a training batch at the end of an
     epoch (``epoch``: position, −1 = last). The free phase is drawn as the state s(t) from zero;
     each nudged phase as its departure s(t) − s* from the free fixed point s* (the nudge moves
-    states by a few percent, invisible on the free phase's scale). For the output population
-    the target unit is drawn thick; for others the ``max_units`` units that move most."""
+    states by a few percent, invisible on the free phase's scale). ``probe``: position of the
+    probe sample; by default the one whose output the nudge moves most. For the output
+    population the target unit is drawn thick; for others the ``max_units`` units that the
+    nudge moves most (that move most in the free phase if there is no nudge)."""
     ds = _one_run(data, "plot_probe_trajectories")
     var = f"state_{population}"
     if var not in ds:
@@ -268,6 +282,8 @@ def plot_probe_trajectories(data, axes: Sequence[Axes] | None = None, *, populat
     if n_epochs(ds) == 0:
         _no_data(axes[0], "no completed epoch yet")
         return axes[0].figure
+    chosen = probe is None
+    probe = _most_nudged_probe(ds, epoch, phases) if chosen else probe
     states = ds[var].isel(epoch=epoch, probe=probe).load()
     time = ds["time"] if "time" in ds.coords else ds.step * float(ds.step.attrs.get("dt", 1.0))
     label = int(ds.probe_label.isel(probe=probe)) if "probe_label" in ds.coords else None
@@ -277,7 +293,9 @@ def plot_probe_trajectories(data, axes: Sequence[Axes] | None = None, *, populat
     panels = {"free": free}
     for phase in phases[1:]:
         panels[phase] = states.sel(phase=phase).dropna("step", how="all") - fixed_point
-    movement = sum(abs(p).max("step") for p in panels.values())
+    moved = [abs(p).max("step") for name, p in panels.items() if name != "free"]
+    nudge_moves = bool(moved) and float(sum(moved).max()) > 0
+    movement = sum(moved) if moved and float(sum(moved).max()) > 0 else abs(free).max("step")
     units = list(np.argsort(-movement.values)[:max_units])
     if population == "o" and label is not None and label not in units:
         units[-1:] = [label]
@@ -288,9 +306,12 @@ def plot_probe_trajectories(data, axes: Sequence[Axes] | None = None, *, populat
         for u in sorted(units):
             target = population == "o" and u == label
             ax.plot(t, traj.isel({unit_dim: u}).values, lw=2.4 if target else 1,
-                    label=f"{population}{u}" + (" (target)" if target else ""), zorder=3 if target else 2)
+                    label=f"{population}[{u}]" + (" (target)" if target else ""), zorder=3 if target else 2)
         if phase != "free":
             ax.axhline(0, color="0.5", lw=0.7)
+            if not np.nanmax(np.abs(traj.values), initial=0) > 0:
+                ax.text(0.5, 0.62, "no departure: the output already sits\nat the target (saturated rates)",
+                        ha="center", va="center", transform=ax.transAxes, color="0.35", fontsize="small")
         ax.set_title(title_of.get(phase, phase), fontsize="medium")
         ax.set_xlabel("time (units of τ)")
     axes[0].set_ylabel(f"state s_{population}")
@@ -298,8 +319,9 @@ def plot_probe_trajectories(data, axes: Sequence[Axes] | None = None, *, populat
         axes[1].set_ylabel(f"s_{population} − s*_{population}")
     axes[-1].legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig = axes[0].figure
-    fig.suptitle(f"probe {int(ds.probe.values[probe])} (label {label}), epoch {int(ds.epoch.values[epoch])}",
-                 fontsize="medium")
+    fig.suptitle(f"probe {int(ds.probe.values[probe])} (label {label}), epoch {int(ds.epoch.values[epoch])}"
+                 + (f" — of {ds.sizes['probe']} probes, the one the nudge moves most" if chosen and nudge_moves
+                    else ""), fontsize="medium")
     return fig
 
 

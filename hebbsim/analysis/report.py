@@ -130,6 +130,8 @@ def _run_plots(ds: xr.Dataset) -> dict:
     for var in sorted(v for v in ds.data_vars if str(v).startswith("state_")):
         pop = str(var).removeprefix("state_")
         out[f"probe_trajectories_{pop}"] = lambda pop=pop: plots.plot_probe_trajectories(ds, population=pop)
+    if n_epochs(ds) > 1 and "state_o" in ds:  # early in training the nudge moves outputs most
+        out["probe_trajectories_o_epoch_1"] = lambda: plots.plot_probe_trajectories(ds, population="o", epoch=0)
     out.update({
         "weight_norms": lambda: plots.plot_weight_norms(ds),
         "update_norms": lambda: plots.plot_update_norms(ds),
@@ -289,7 +291,7 @@ def _sections(report: Report) -> list[tuple[str, list[list[str]] | str]]:
                          str(r["provenance"].get("engine", ""))])
         out.append(("Runs", rows))
         return out
-    out.append(("Summary", [["", ""]] + [[k, v] for k, v in _summary_rows(s)]))
+    out.append(("Summary", [["quantity", "value"]] + [[k, v] for k, v in _summary_rows(s)]))
     if s.get("points"):
         out.append(("Sweep points", _points_table(s["points"])))
     if report.skipped:

@@ -107,12 +107,12 @@ def test_probe_trajectories_show_the_nudge_as_departure_from_the_free_fixed_poin
     label = int(ds.probe_label[1])
     state = ds.state_o.isel(epoch=-1, probe=1)
     free = state.sel(phase="free").dropna("step", how="all")
-    target = _lines(nudged_ax)[f"o{label} (target)"]
+    target = _lines(nudged_ax)[f"o[{label}] (target)"]
     want = (state.sel(phase="nudged").dropna("step", how="all") - free.isel(step=-1)).isel(o_unit=label)
     np.testing.assert_allclose(target.get_ydata(), want.values)
     np.testing.assert_allclose(target.get_xdata(), want.step.values * 0.5)  # time = step * dt
     assert target.get_ydata()[0] == 0 and target.get_ydata()[-1] > 0  # the nudge pulls the target up
-    np.testing.assert_allclose(_lines(free_ax)[f"o{label} (target)"].get_ydata(), free.isel(o_unit=label).values)
+    np.testing.assert_allclose(_lines(free_ax)[f"o[{label}] (target)"].get_ydata(), free.isel(o_unit=label).values)
 
 
 def test_forward_gradient_run_has_no_nudged_panel(runs):
@@ -216,3 +216,12 @@ def test_report_of_a_folder_of_runs(runs, tmp_path):
     rep = write_report(folder, tmp_path / "folder")
     assert set(rep.summary["runs"]) >= {"loop", "one", "fg"}
     assert set(rep.images) == {"learning_curves", "loop_alignment"}
+
+
+def test_the_default_probe_is_the_one_the_nudge_moves_most(runs):
+    ds = runs["loop"]
+    s = ds.state_o.isel(epoch=-1)
+    free_end = s.sel(phase="free").dropna("step", how="all").isel(step=-1)
+    move = abs(s.sel(phase="nudged") - free_end).max(["step", "o_unit"]).values
+    fig = plots.plot_probe_trajectories(ds)
+    assert f"probe {int(ds.probe[np.argmax(move)])} " in fig._suptitle.get_text()
