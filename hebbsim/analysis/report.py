@@ -72,7 +72,7 @@ def summarize(data) -> dict:
     planned = params.get("learning", {}).get("epochs")
     done = n_epochs(ds)
     out: dict = {"epochs": done, "epochs_planned": planned,
-                 "status": ("complete" if planned is not None and done >= planned
+                 "status": (f"{done} epochs" if planned is None else "complete" if done >= planned
                             else f"{done} of {planned} epochs (running, stopped or killed)")}
     if sweep_dims(ds):
         out["points"] = _sweep_points(ds)
@@ -185,7 +185,7 @@ def _open_folder(folder: Path) -> tuple[xr.Dataset | None, dict[str, xr.Dataset]
     if open_sweep is not None:
         try:
             return open_sweep(folder), {}
-        except HebbsimError:
+        except (HebbsimError, OSError, ValueError):
             pass  # not a sweep folder: report the run files it holds
     from ..data.store import open_run
 

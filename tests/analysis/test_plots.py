@@ -225,3 +225,21 @@ def test_the_default_probe_is_the_one_the_nudge_moves_most(runs):
     move = abs(s.sel(phase="nudged") - free_end).max(["step", "o_unit"]).values
     fig = plots.plot_probe_trajectories(ds)
     assert f"probe {int(ds.probe[np.argmax(move)])} " in fig._suptitle.get_text()
+
+
+def test_report_of_a_sweep_folder(runs, tmp_path, monkeypatch):
+    """A folder that ``hebbsim.open_sweep`` opens is reported as a sweep (error against each
+    swept parameter, learning curves with seed bands, a table of points)."""
+    sweep = _fake_sweep(runs["loop"])
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    monkeypatch.setattr(hebbsim, "open_sweep", lambda path: sweep, raising=False)
+    rep = write_report(folder)
+    assert rep.out == folder / "report"
+    assert set(rep.images) == {"test_error_vs_lr", "best_test_error_vs_lr", "learning_curves"}
+    assert rep.skipped == {"loop_alignment": "no loop_alignment in this run"}
+    points = rep.summary["points"]
+    assert [p["lr"] for p in points] == [0.01, 0.1, 1.0] and all(p["seeds"] == 3 for p in points)
+    final = sweep.test_error.isel(epoch=-1)
+    assert points[1]["final_mean"] == pytest.approx(float(final.sel(lr=0.1).mean()))
+    assert "| 0.1 | 3 |" in rep.markdown.read_text()
