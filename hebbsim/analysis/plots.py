@@ -59,7 +59,7 @@ def _epoch_axis(ax: Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     lo, hi = ax.get_xlim()
     if hi - lo < 2:
-        mid = round((lo + hi) / 2)
+        mid = (lo + hi) / 2
         ax.set_xlim(mid - 1, mid + 1)
     ax.set_xlabel("epoch")
 
