@@ -184,9 +184,11 @@ def _open_folder(folder: Path) -> tuple[xr.Dataset | None, dict[str, xr.Dataset]
     open_sweep = getattr(hebbsim, "open_sweep", None)
     if open_sweep is not None:
         try:
-            return open_sweep(folder), {}
+            sweep = open_sweep(folder)
         except (HebbsimError, OSError, ValueError):
-            pass  # not a sweep folder: report the run files it holds
+            sweep = None  # not a sweep folder: report the run files it holds
+        if isinstance(sweep, xr.Dataset) and "test_error" in sweep:
+            return sweep, {}
     from ..data.store import open_run
 
     runs = {}
