@@ -299,8 +299,8 @@ def plot_probe_trajectories(data, axes: Sequence[Axes] | None = None, *, populat
     units = list(np.argsort(-movement.values)[:max_units])
     if population == "o" and label is not None and label not in units:
         units[-1:] = [label]
-    title_of = {"free": "free phase: s(t)", "nudged": "nudged (+β): s(t) − s*", "nudged_minus": "nudged (−β): s(t) − s*",
-                "perturbed": "perturbed: s(t) − s*"}
+    title_of = {"free": "free phase: s(t)", "nudged": "nudged (+β): s(t) − s*",
+                "nudged_minus": "nudged (−β): s(t) − s*", "perturbed": "perturbed: s(t) − s*"}
     for ax, (phase, traj) in zip(axes, panels.items()):
         t = time.sel(step=traj.step).values
         for u in sorted(units):
