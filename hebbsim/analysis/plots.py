@@ -274,7 +274,13 @@ def plot_probe_trajectories(data, axes: Sequence[Axes] | None = None, *, populat
     var = f"state_{population}"
     if var not in ds:
         raise NotApplicable(f"the run recorded no states of population {population!r}")
-    phases = [p for p in training_phases(ds)]
+    phases = training_phases(ds)
+    if n_epochs(ds):  # only the phases whose probe states were recorded (record.phases)
+        at = ds[var].isel(epoch=epoch)
+        have = at.notnull().any([d for d in at.dims if d != "phase"]).values
+        phases = [p for p in phases if have[list(ds.phase.values).index(p)]]
+        if "free" not in phases:
+            raise NotApplicable("the run did not record the free phase's probe states (record.phases)")
     ncols = max(len(phases), 1)
     if axes is None:
         _, axes = plt.subplots(1, ncols, figsize=(4.6 * ncols, 3.6), layout="constrained", squeeze=False)

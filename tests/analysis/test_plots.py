@@ -26,6 +26,12 @@ from hebbsim.analysis.rundata import NotApplicable, snapshot_loop_alignment, tra
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_params):
     """A 3-epoch loop run with every snapshot, a one-epoch run and a forward-gradient run."""
@@ -243,3 +249,15 @@ def test_report_of_a_sweep_folder(runs, tmp_path, monkeypatch):
     final = sweep.test_error.isel(epoch=-1)
     assert points[1]["final_mean"] == pytest.approx(float(final.sel(lr=0.1).mean()))
     assert "| 0.1 | 3 |" in rep.markdown.read_text()
+
+
+def test_probe_trajectories_draw_only_the_recorded_phases(tmp_path, tiny_params):
+    ds = hebbsim.run(tiny_params(tmp_path / "r.h5", learning__epochs=1, dynamics__symmetric_nudging=True,
+                                 record__phases=["free", "nudged_minus"]), progress=False, log=None)
+    fig = plots.plot_probe_trajectories(ds, probe=0)
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["free phase: s(t)", "nudged (−β): s(t) − s*"]
+    assert len([ax for ax in fig.axes if ax.get_lines()]) == 2
+    ds = hebbsim.run(tiny_params(tmp_path / "n.h5", learning__epochs=1, record__phases=["nudged"]),
+                     progress=False, log=None)
+    with pytest.raises(NotApplicable, match="free phase"):
+        plots.plot_probe_trajectories(ds)
