@@ -261,3 +261,15 @@ def test_probe_trajectories_draw_only_the_recorded_phases(tmp_path, tiny_params)
                      progress=False, log=None)
     with pytest.raises(NotApplicable, match="free phase"):
         plots.plot_probe_trajectories(ds)
+
+
+def test_report_of_a_one_epoch_run_and_of_a_forward_gradient_run(runs, tmp_path):
+    one = write_report(runs["one"].encoding["source"], tmp_path / "one")
+    assert set(one.images) == {"learning_curves", "loop_alignment", "probe_trajectories_h1", "probe_trajectories_o",
+                               "weight_norms", "update_norms", "residuals"}
+    assert one.summary["status"] == "complete" and one.summary["epochs"] == 1
+    fg = write_report(runs["fg"].encoding["source"], tmp_path / "fg")
+    assert set(fg.skipped) == {"loop_alignment", "grad_alignment"}  # a feed-forward network: no cycle
+    assert "probe_trajectories_o_epoch_1" in fg.images
+    img = plt.imread(fg.images["probe_trajectories_o"])
+    assert img.shape[1] < 700  # one panel: the free phase only (no nudged phase in training)
