@@ -96,6 +96,14 @@ def _line(ax: Axes, x, da: xr.DataArray, label: str, **style) -> None:
         ax.plot(x, da.values, label=label or None, **style)
 
 
+def _legend(ax: Axes) -> None:
+    """A legend inside the axes, or beside it when it is long (it would hide the curves)."""
+    if len(ax.get_legend_handles_labels()[1]) > 5:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.legend(fontsize="small")
+
+
 def _join(*parts: str) -> str:
     return ", ".join(p for p in parts if p)
 
@@ -219,7 +227,7 @@ def _plot_angles(data: Runs, ax: Axes | None, var: str, title: str, initial: boo
     ax.set_ylabel(f"{title} (°)")
     _epoch_axis(ax)
     _mark_90(ax)
-    ax.legend(fontsize="small")
+    _legend(ax)
     return ax
 
 
