@@ -222,7 +222,10 @@ def write_report(source: str | Path, out: str | Path | None = None) -> Report:
         title = f"hebbsim run {source.name}"
     else:
         raise ReportError(f"path = {source}: no such run file or sweep folder")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ReportError(f"out = {out}: cannot write the report there ({err.strerror or err})") from None
     report = Report(out)
     if runs:
         _draw(_runs_plots(runs), out, report)

@@ -208,13 +208,17 @@ def test_report_of_a_run_while_it_writes_and_after_it_is_killed(tmp_path, tiny_p
     assert f"{100 * float(hebbsim.open_run(tmp_path / 'run.h5').test_error[0]):.2f} %" in md
 
 
-def test_report_refuses_what_is_not_a_run(tmp_path):
+def test_report_refuses_what_is_not_a_run(runs, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     for bad in (tmp_path / "missing.h5", REPO / "examples" / "quickstart.toml"):
         res = subprocess.run([sys.executable, "-m", "hebbsim.simulate.cli", "report", str(bad)], env=env,
                              capture_output=True, text=True)
         assert res.returncode == 2 and res.stderr.startswith("hebbsim: error: path = "), res.stderr
         assert "Traceback" not in res.stderr
+    (tmp_path / "a_file").write_text("")
+    res = subprocess.run([sys.executable, "-m", "hebbsim.simulate.cli", "report", runs["one"].encoding["source"],
+                          "--out", str(tmp_path / "a_file")], env=env, capture_output=True, text=True)
+    assert res.returncode == 2 and res.stderr.startswith(f"hebbsim: error: out = {tmp_path / 'a_file'}: "), res.stderr
 
 
 def test_report_of_a_folder_of_runs(runs, tmp_path):
