@@ -71,10 +71,10 @@ def _points(da: xr.DataArray) -> list[tuple[str, xr.DataArray]]:
     if not dims:
         return [("", da)]
     out = []
-    for values in itertools.product(*(da[d].values if d in da.coords else range(da.sizes[d]) for d in dims)):
-        sel = dict(zip(dims, values))
-        label = ", ".join(f"{d}={_fmt(v)}" for d, v in sel.items())
-        out.append((label, da.sel(sel) if all(d in da.coords for d in dims) else da.isel(sel)))
+    for position in itertools.product(*(range(da.sizes[d]) for d in dims)):
+        sel = dict(zip(dims, position))
+        label = ", ".join(f"{d}={_fmt(da[d].values[k]) if d in da.coords else k}" for d, k in sel.items())
+        out.append((label, da.isel(sel)))
     return out
 
 
