@@ -1,4 +1,4 @@
-"""Run files (SPEC §5): one HDF5 file per run, written through h5netcdf, appended every epoch.
+"""Run files (docs/guide.md, Run files): one HDF5 file per run, written through h5netcdf, appended every epoch.
 
 A run file is a netCDF4-style HDF5 file that ``xarray.open_dataset(path, engine="h5netcdf")``
 opens (lazily with ``chunks={}``). Its dimensions:
@@ -41,15 +41,25 @@ from .atomic import fsync_path, replace_durably
 from .crashpoints import fault_point, stall_point
 
 SCHEMA = "hebbsim-run/1"
+CONVENTIONS = "CF-1.10"
+"""The run file follows the CF metadata conventions: every variable and coordinate has a
+``long_name`` (a short label, what xarray puts on plot axes) and udunits-parseable ``units``
+(``1`` for fractions and other dimensionless numbers, ``degree`` for angles, ``s`` for wall time;
+string-valued coordinates have none, as CF asks); ``description`` says precisely what was
+computed. Model time is dimensionless: it is counted in units of the neurons' leak time
+constant ``r`` (``time = step * dt``)."""
 
-METRICS: dict[str, tuple[str, str]] = {
-    "train_error": ("1", "fraction of training samples misclassified at the free fixed point during the epoch"),
-    "test_error": ("1", "fraction of test samples misclassified at the free fixed point (started from zeros)"),
-    "train_loss": ("1", "mean 0.5*||rho(s_o) - d||^2 over the training samples (free fixed point, during the epoch)"),
-    "test_loss": ("1", "mean 0.5*||rho(s_o) - d||^2 over the test samples"),
-    "epoch_time": ("s", "wall time of the epoch's training pass"),
+METRICS: dict[str, tuple[str, str, str]] = {
+    "train_error": ("1", "training error",
+                    "fraction of training samples misclassified at the free fixed point during the epoch"),
+    "test_error": ("1", "test error",
+                   "fraction of test samples misclassified at the free fixed point (started from zeros)"),
+    "train_loss": ("1", "training loss",
+                   "mean 0.5*||rho(s_o) - d||^2 over the training samples (free fixed point, during the epoch)"),
+    "test_loss": ("1", "test loss", "mean 0.5*||rho(s_o) - d||^2 over the test samples"),
+    "epoch_time": ("s", "epoch wall time", "wall time of the epoch's training pass"),
 }
-"""Per-epoch scalars: name → (units, description)."""
+"""Per-epoch scalars: name → (units, long_name, description)."""
 
 
 class StoreError(HebbsimError):
@@ -115,8 +125,11 @@ def _resize(f: h5py.File, dim: str, size: int) -> None:
         f[ref].resize(size, axis)
 
 
-def _attrs(var, units: str, description: str, **more) -> None:
-    var.attrs["units"] = units
+def _attrs(var, units: str | None, long_name: str, description: str, **more) -> None:
+    """CF attributes of a variable (``units=None``: a string-valued variable, which has none)."""
+    if units is not None:
+        var.attrs["units"] = units
+    var.attrs["long_name"] = long_name
     var.attrs["description"] = description
     for k, v in more.items():
         var.attrs[k] = v
@@ -157,69 +170,75 @@ class RunStore:
         dtype, z = np.dtype(lay.dtype), self.filters
 
         v = f.create_variable("epoch", ("epoch",), "i8", chunks=(1024,))
-        _attrs(v, "1", "training epochs completed (1-based)")
+        _attrs(v, "1", "epoch", "training epochs completed (1-based)")
         v = f.create_variable("iteration", ("iteration",), "i8", chunks=(4096,), **z)
-        _attrs(v, "1", "training batch, counted over the run (1-based)")
+        _attrs(v, "1", "training batch", "training batch, counted over the run (1-based)")
         v = f.create_variable("batch_epoch", ("iteration",), "i8", chunks=(4096,), **z)
-        _attrs(v, "1", "the epoch a training batch belongs to")
+        _attrs(v, "1", "epoch of the batch", "the epoch a training batch belongs to")
         v = f.create_variable("snapshot", ("snapshot",), "i8", chunks=(256,))
-        _attrs(v, "1", "epoch after which the weights were stored (0: initialisation)")
+        _attrs(v, "1", "epoch of the weight snapshot", "epoch after which the weights were stored (0: initialisation)")
         v = f.create_variable("phase", ("phase",), h5py.string_dtype(), data=np.array(lay.phases, dtype=object))
-        _attrs(v, "", "phase of a training batch: free (beta = 0), nudged (+beta), nudged_minus (-beta)")
+        _attrs(v, None, "phase", "phase of a training batch: free (beta = 0), nudged (+beta), nudged_minus (-beta)")
 
-        for name, (units, description) in METRICS.items():
+        for name, (units, long_name, description) in METRICS.items():
             v = f.create_variable(name, ("epoch",), "f8", chunks=(1024,), fillvalue=np.nan)
-            _attrs(v, units, description)
+            _attrs(v, units, long_name, description)
         v = f.create_variable("residual", ("epoch", "phase"), "f8", chunks=(256, len(lay.phases)),
                               fillvalue=np.nan)
-        _attrs(v, "1/time", "mean over the epoch's batches of max|ds/dt| at the end of each phase")
+        _attrs(v, "1", "residual max|ds/dt|", "mean over the epoch's batches of max|ds/dt| at the end of each phase "
+                                               "(time in units of the leak time constant)")
         v = f.create_variable("batch_loss", ("iteration",), "f8", chunks=(4096,), fillvalue=np.nan, **z)
-        _attrs(v, "1", "mean 0.5*||rho(s_o) - d||^2 of a training batch at its free fixed point",
+        _attrs(v, "1", "batch loss", "mean 0.5*||rho(s_o) - d||^2 of a training batch at its free fixed point",
                coordinates="batch_epoch")
         if lay.loop_projections:
             v = f.create_variable("projection", ("projection",), h5py.string_dtype(),
                                   data=np.array(lay.loop_projections, dtype=object))
-            _attrs(v, "", "learned projection on a directed cycle")
+            _attrs(v, None, "projection", "learned projection on a directed cycle")
             v = f.create_variable("loop_alignment", ("epoch", "projection"), "f8",
                                   chunks=(256, len(lay.loop_projections)), fillvalue=np.nan)
-            _attrs(v, "degree", "angle between M^T and the product of the other projections around M's "
-                                "shortest cycle (SPEC §4); below 90 the loop carries a useful signal")
+            _attrs(v, "degree", "loop alignment", "angle between M^T and the product of the other projections around M's "
+                                "shortest cycle (docs/model.md); below 90 the loop carries a useful signal")
             if lay.grad_alignment:
                 v = f.create_variable("grad_alignment", ("epoch", "projection"), "f8",
                                       chunks=(256, len(lay.loop_projections)), fillvalue=np.nan)
-                _attrs(v, "degree", "angle between the learning rule's update and -dL/dW (exact, implicit "
-                                    "differentiation at the free fixed point) on the probe samples (SPEC §4)")
+                _attrs(v, "degree", "gradient alignment", "angle between the learning rule's update and -dL/dW (exact, implicit "
+                                    "differentiation at the free fixed point) on the probe samples (docs/model.md)")
 
         for name, (src, dst) in lay.weights.items():
             shape = (lay.populations[dst], lay.populations[src])
             v = f.create_variable(f"weight_{name}", ("snapshot", f"{dst}_unit", f"{src}_unit"), dtype,
                                   chunks=(1, *shape), **z)
-            _attrs(v, "1", f"weights of projection {src} -> {dst}, shape (n_{dst}, n_{src})")
+            _attrs(v, "1", f"weight {src} → {dst}", f"weights of projection {src} -> {dst}, shape (n_{dst}, n_{src})")
         for pop, n in lay.populations.items():
             if pop == INPUT:  # the clamped input has no bias
                 continue
             v = f.create_variable(f"bias_{pop}", ("snapshot", f"{pop}_unit"), dtype, chunks=(1, n), **z)
-            _attrs(v, "1", f"biases of population {pop}")
+            _attrs(v, "1", f"bias of {pop}", f"biases of population {pop}")
 
         if lay.records_states:
             v = f.create_variable("step", ("step",), "i8", data=np.asarray(lay.steps, np.int64))
-            _attrs(v, "Euler steps", "Euler steps since the start of the phase (time = step * dt)", dt=lay.dt)
+            _attrs(v, "1", "Euler step", "Euler steps since the start of the phase (time = step * dt)", dt=lay.dt)
+            v = f.create_variable("time", ("step",), "f8", data=np.asarray(lay.steps, np.float64) * lay.dt)
+            _attrs(v, "1", "time", "time since the start of the phase, step * dt, in units of the leak time "
+                                   "constant r")
             v = f.create_variable("probe", ("probe",), "i8", data=np.asarray(lay.probe, np.int64))
-            _attrs(v, "1", f"index of the probe sample in the {lay.probe_split} split", split=lay.probe_split)
+            _attrs(v, "1", "probe sample", f"index of the probe sample in the {lay.probe_split} split",
+                   split=lay.probe_split)
             v = f.create_variable("probe_label", ("probe",), "i8", data=np.asarray(lay.probe_label, np.int64))
-            _attrs(v, "1", "class label of the probe sample")
+            _attrs(v, "1", "class label", "class label of the probe sample")
             v = f.create_variable("probe_input", ("probe", f"{INPUT}_unit"), dtype, data=lay.probe_input, **z)
-            _attrs(v, "1", "input of the probe sample (the clamped x)")
+            _attrs(v, "1", "probe input", "input of the probe sample (the clamped x)")
             for pop in lay.recorded:
                 chunks = (1, 1, len(lay.steps), len(lay.probe), lay.populations[pop])
                 v = f.create_variable(f"state_{pop}", ("epoch", "phase", "step", "probe", f"{pop}_unit"), dtype,
                                       chunks=chunks, fillvalue=np.array(np.nan, dtype), **z)
-                _attrs(v, "1", f"state s of population {pop} for the probe samples, during each phase, at the "
+                _attrs(v, "1", f"state s_{pop}", f"state s of population {pop} for the probe samples, during each phase, at the "
                                "end of the epoch (free phase from zeros; nudged phases from the free end state; "
                                "NaN past a phase's last step or for phases not recorded)",
-                       coordinates="probe_label")
+                       coordinates="probe_label time")
         for k, val in attrs.items():
             f.attrs[k] = val
+        f.attrs["Conventions"] = CONVENTIONS
         f.attrs["schema"] = SCHEMA
 
     # -- appending ------------------------------------------------------------------------------
@@ -416,6 +435,9 @@ def open_run(path: str | Path, **kwargs) -> xr.Dataset:
         raise StoreError(f"run file {path} does not exist")
     if not path.is_file():
         raise StoreError(f"run file {path} is not a regular file")
+    kwargs.setdefault("decode_timedelta", False)  # epoch_time is in "s": a float, not a timedelta
+    from ..analysis import accessor  # noqa: F401  (registers the Dataset.hebbsim plots)
+
     try:
         return xr.open_dataset(path, engine="h5netcdf", **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as err:

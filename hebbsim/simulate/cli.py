@@ -1,5 +1,5 @@
 """Command line: ``hebbsim run PARAMS.toml [--set section.key=value ...] [--resume | --overwrite]``,
-``hebbsim info``.
+``hebbsim report RUN.h5|SWEEP_DIR [--out DIR]``, ``hebbsim info``.
 
 This is the only place that configures logging: library code logs through
 ``logging.getLogger(__name__)``; here one handler on the ``hebbsim`` logger writes to stderr
@@ -53,6 +53,32 @@ def _info() -> int:
         print(f"jax engine unavailable: {err}")
     print("engines: numba (CPU, explicit Euler); jax (diffrax: euler, tsit5, dopri5; CPU or GPU)")
     return 0
+
+
+# -- hebbsim report ------------------------------------------------------------------------------
+def _add_report_parser(sub) -> None:
+    p = sub.add_parser("report", help="plots (PNG) and a summary (markdown, self-contained HTML) of a run file "
+                                      "or a sweep folder")
+    p.add_argument("path", help="a run file (RUN.h5) or a sweep folder")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where to write (default: RUN_report/ beside the run file, SWEEP_DIR/report/)")
+
+
+def _report(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed (batch nodes have none)
+    from ..analysis.report import write_report
+
+    try:
+        report = write_report(args.path, args.out)
+    except HebbsimError as err:
+        print(f"hebbsim: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(report.images)} plots, {report.markdown}, {report.html}")
+    return 0
+# -- end of hebbsim report ----------------------------------------------------------------------
+
 
 
 class _Formatter(logging.Formatter):
@@ -113,12 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     talk = p_run.add_mutually_exclusive_group()
     talk.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors (no progress bars)")
     talk.add_argument("-v", "--verbose", action="store_true", help="also debug messages")
+    _add_report_parser(sub)
     sub.add_parser("info", help="versions, engines and devices")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "report":
+        return _report(args)
     if args.command == "info":
         return _info()
     progress = False if args.quiet and args.progress is None else args.progress

@@ -1,4 +1,4 @@
-"""What a run records besides its metrics (SPEC §5): probe trajectories (the per-batch losses come
+"""What a run records besides its metrics (docs/guide.md, Run files): probe trajectories (the per-batch losses come
 with each epoch's :class:`hebbsim.simulate.training.EpochStats`).
 
 Probe trajectories go through the engine API only (``engine.clamp(...).relax(...)``), so every

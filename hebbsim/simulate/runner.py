@@ -92,8 +92,15 @@ def _progress_wanted(progress: bool | None) -> bool:
     """Progress bars: as asked, else only when stderr is a terminal or in a Jupyter notebook
     (tqdm.auto draws a widget there) — never in a batch job's log."""
     if progress is None:
-        return sys.stderr.isatty() or "ipykernel" in sys.modules
+        return sys.stderr.isatty() or _in_notebook()
     return bool(progress)
+
+
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (not merely a process that imported ipykernel)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def run(params: str | Path | dict | RunParams, overrides: list[str] | None = None, *, resume: bool = False,

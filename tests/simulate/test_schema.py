@@ -10,7 +10,7 @@ from hebbsim.simulate.engines import make_engine
 EPOCH_STATE = ("epoch", "phase", "step", "probe")
 TINY_LOOP_SCHEMA = {
     "epoch": ("epoch",), "iteration": ("iteration",), "batch_epoch": ("iteration",), "snapshot": ("snapshot",),
-    "phase": ("phase",), "step": ("step",), "probe": ("probe",), "probe_label": ("probe",),
+    "phase": ("phase",), "step": ("step",), "time": ("step",), "probe": ("probe",), "probe_label": ("probe",),
     "projection": ("projection",),
     "train_error": ("epoch",), "test_error": ("epoch",), "train_loss": ("epoch",), "test_loss": ("epoch",),
     "epoch_time": ("epoch",), "residual": ("epoch", "phase"), "batch_loss": ("iteration",),
@@ -29,6 +29,30 @@ def test_schema_of_a_loop_run(tiny_run):
     # 30 equal batches of 10: the batch losses average to the epoch's training loss
     assert ds.sizes["iteration"] == 30
     np.testing.assert_allclose(ds.batch_loss.mean().item(), ds.train_loss.item(), rtol=1e-6)  # float32 sums
+
+
+def test_cf_metadata(tiny_run):
+    """CF conventions: a long_name on everything, udunits units on everything numeric, the step
+    time as a coordinate, dependency versions in the provenance."""
+    import re
+
+    p = tiny_run(learning__epochs=1, dynamics__dt=0.25)
+    ds = hebbsim.run(p, progress=False, log=None)
+    assert ds.attrs["Conventions"].startswith("CF-")
+    parseable = re.compile(r"^(1|degree|s)$")  # the units the run file uses, all udunits-parseable
+    for name in ds.variables:
+        attrs = ds[name].attrs
+        assert attrs.get("long_name"), name
+        if ds[name].dtype.kind in "OUS":
+            assert "units" not in attrs, name  # CF: strings have no units
+        else:
+            assert parseable.match(attrs["units"]), (name, attrs["units"])
+    assert ds.test_error.attrs["long_name"] == "test error"
+    assert ds.loop_alignment.attrs["units"] == "degree" and ds.epoch_time.attrs["units"] == "s"
+    assert "time" in ds.state_o.coords and ds.time.dims == ("step",)
+    np.testing.assert_allclose(ds.time.values, ds.step.values * 0.25)
+    assert ds.epoch_time.dtype == np.float64  # "s" is not decoded into a timedelta
+    assert ds.attrs["numpy_version"] == np.__version__ and "xarray_version" in ds.attrs
 
 
 @pytest.mark.slow
