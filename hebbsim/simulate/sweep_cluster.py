@@ -109,9 +109,10 @@ def lifetime_args(walltime: str | None, cfg: ClusterConfig) -> list[str]:
         lifetime, stagger = f"{max(60.0, 0.9 * wall - st):.0f}s", f"{st:.0f}s"
     if lifetime is None:
         return []
-    args = ["--lifetime", lifetime]
+    # the dask worker CLI reads '600s', not SLURM's '00:10:00'
+    args = ["--lifetime", f"{duration_seconds(lifetime):.0f}s"]
     if stagger:
-        args += ["--lifetime-stagger", stagger]
+        args += ["--lifetime-stagger", f"{duration_seconds(stagger):.0f}s"]
     return args
 
 

@@ -47,8 +47,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..data.params import ParameterError, RunParams, load_params
 
-RUN_DIMS = {"epoch", "phase", "step", "probe", "projection", "iteration", "snapshot", "point"}
-"""Dimension names of run files (and the stacking dimension): a swept dimension never takes one."""
+RUN_DIMS = {"epoch", "phase", "step", "probe", "projection", "iteration", "snapshot", "time", "point", "status",
+            "attempts", "wall_time"}
+"""Names in run files and sweep Datasets (dimensions, coordinates, per-point variables): a swept
+dimension never takes one."""
 
 LABEL_CHARS = 60
 HASH_CHARS = 10
