@@ -59,7 +59,10 @@ def open_sweep(folder: str | Path, chunks: dict | None = None) -> xr.Dataset:
                             combine_attrs="drop", data_vars="all")
         if names:
             stacked = stacked.assign_coords({n: ("point", [lab[k] for lab in labels]) for k, n in enumerate(names)})
-            ds = stacked.set_index(point=names).unstack("point")
+            if len(names) == 1:  # a single dimension: the point coordinate is that dimension
+                ds = stacked.swap_dims(point=names[0])
+            else:
+                ds = stacked.set_index(point=names).unstack("point")
             ds = ds.reindex(coords).transpose(*names, ...)
         else:
             ds = stacked.isel(point=0, drop=True)

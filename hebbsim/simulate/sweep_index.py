@@ -159,7 +159,7 @@ class SweepIndex:
                 r.name, *d_vals, r.status, str(r.attempts), f"{r.epochs}/{r.epochs_wanted}",
                 "" if r.test_error is None else f"{100 * r.test_error:.2f} %",
                 _hms(r.wall_time) if r.wall_time else "",
-                (r.error or "").splitlines()[-1][:80] if r.error else "",
+                r.error.splitlines()[0][:100] if r.error else "",
             ])
         widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
         fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
