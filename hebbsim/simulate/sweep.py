@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from .sweep_cluster import check_batch_system, dask_settings, make_cluster
 from .sweep_file import ClusterConfig, Point, SweepError, SweepSpec, load_sweep
 from .sweep_index import SweepIndex
-from .sweep_worker import EVENT_TOPIC, TASK_PREFIX, run_point
+from .sweep_worker import EVENT_TOPIC, TASK_PREFIX, held_epochs, run_point
 
 log = logging.getLogger("hebbsim.sweep")
 
@@ -139,12 +139,17 @@ def _task(point: Point) -> dict:
     return {"name": point.name, "params": tomllib.loads(point.params.to_toml())}
 
 
-def _describe(exc: BaseException, allowed_failures: int) -> str:
+def _is_killed_worker(exc: BaseException) -> bool:
     from distributed.scheduler import KilledWorker
 
-    if isinstance(exc, KilledWorker):
-        return (f"its worker died {allowed_failures + 1} times while running it (killed, out of memory, "
-                "or its job ended); see the worker/job logs")
+    return isinstance(exc, KilledWorker)
+
+
+def _describe(exc: BaseException, allowed_failures: int) -> str:
+    if _is_killed_worker(exc):
+        n = allowed_failures + 1
+        return (f"KilledWorker: its worker died {n} time{'s' if n > 1 else ''} while running it without progress (killed, "
+                "out of memory, or its job ended); see the worker/job logs")
     return f"{type(exc).__name__}: {exc}".strip()
 
 
@@ -158,6 +163,7 @@ class _Execution:
         self.errors: dict[str, int] = {}  # point → attempts that raised in this launch
         self.current: dict[str, str] = {}  # point → key of its current task
         self.started: dict[str, dict] = {}  # point → its latest start event
+        self.submitted_at: dict[str, int] = {}  # point → epochs its run file held when it was submitted
         self.dashboard: str | None = None
 
     # -- events from workers ----------------------------------------------------------------
@@ -172,6 +178,7 @@ class _Execution:
         # the digit right after the prefix ends Dask's key prefix: every task is "hebbsim-point"
         key = f"{TASK_PREFIX}-{n}-{point.digest}"
         self.current[point.name] = key
+        self.submitted_at[point.name] = held_epochs(point.path)
         self.started.pop(point.name, None)
         return client.submit(run_point, _task(point), key=key, pure=False)
 
@@ -234,7 +241,7 @@ class _Execution:
                 if self.progress:
                     bar.set_postfix_str(self._running_text(), refresh=True)
                 elif now - last_status > STATUS_EVERY:
-                    log.info("sweep: %s%s", self.index.summary(), "; " + self._running_text() if self.started else "")
+                    log.info("sweep: %s%s", self.index.summary(), self._running_text(counts=False))
                     last_status = now
                 if not finished:
                     time.sleep(self.poll)
@@ -257,10 +264,11 @@ class _Execution:
                 rec.attempts = msg.get("attempt", rec.attempts)
         self.index.refresh([p.name for p in points if self.index.points[p.name].status == "running"])
 
-    def _running_text(self) -> str:
+    def _running_text(self, counts: bool = True) -> str:
+        """``2 running, 0 failed | lr=0.1_seed=1 3/30 | …``: the running points and their epochs."""
         c = self.index.counts()
         running = [r for r in self.index.points.values() if r.status == "running"]
-        parts = [f"{c['running']} running, {c['failed']} failed"]
+        parts = [f"{c['running']} running, {c['failed']} failed"] if counts else [""]
         parts += [f"{r.label or r.name} {r.epochs}/{r.epochs_wanted}" for r in running[:4]]
         return " | ".join(parts) + (" …" if len(running) > 4 else "")
 
@@ -283,6 +291,12 @@ class _Execution:
             exc = err
         rec.error = _describe(exc, self.spec.cluster.allowed_failures)
         self.index.refresh([point.name])
+        if _is_killed_worker(exc) and rec.epochs > self.submitted_at.get(point.name, 0):
+            # its jobs ended (walltime) while it made progress: a long run crossing many jobs
+            log.warning("point %s: its workers died %d times; it got from epoch %d to %d: continuing",
+                        point.name, self.spec.cluster.allowed_failures + 1, self.submitted_at[point.name], rec.epochs)
+            rec.status = "pending"
+            return True
         n = self.errors[point.name] = self.errors.get(point.name, 0) + 1
         if n <= self.spec.retries:
             log.warning("point %s: %s; running it again (retry %d of %d)", point.name, rec.error, n,

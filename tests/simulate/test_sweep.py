@@ -164,10 +164,15 @@ def run_in_thread(sweep: dict, **kwargs):
 
 
 @pytest.mark.slow
-def test_sigkilled_worker_point_continues_from_its_checkpoint_bit_identically(tmp_path, assert_same_run):
+@pytest.mark.parametrize("allowed_failures", [10, 0])
+def test_sigkilled_worker_point_continues_from_its_checkpoint_bit_identically(tmp_path, assert_same_run,
+                                                                               allowed_failures):
+    """Dask reschedules the point (allowed_failures = 10), or gives it up at once and the sweep
+    resubmits it because it made progress (allowed_failures = 0)."""
     from hebbsim.simulate.sweep_file import load_sweep
 
-    sweep = sweep_dict(tmp_path / "sweep", set=LONG, cluster={"workers": 1})
+    sweep = sweep_dict(tmp_path / "sweep", set=LONG, retries=0,
+                       cluster={"workers": 1, "allowed_failures": allowed_failures})
     (point,) = load_sweep(sweep).points
     thread, result = run_in_thread(sweep)
     killed = kill_when(point.path, 2, lambda a: os.kill(a["pid"], signal.SIGKILL))
@@ -180,3 +185,17 @@ def test_sigkilled_worker_point_continues_from_its_checkpoint_bit_identically(tm
     assert hebbsim.open_run(point.path).attrs.get("resumed_at")
     assert_same_run(direct_run(tmp_path, point), point.path)
     assert SweepIndex.load(tmp_path / "sweep").points[point.name].attempts == 2
+
+
+@pytest.mark.slow
+def test_point_whose_worker_dies_without_progress_fails_after_its_retries(tmp_path):
+    from hebbsim.simulate.sweep_file import load_sweep
+
+    sweep = sweep_dict(tmp_path / "sweep", set=LONG, retries=0, cluster={"workers": 1, "allowed_failures": 0})
+    (point,) = load_sweep(sweep).points
+    thread, result = run_in_thread(sweep)
+    kill_when(point.path, 0, lambda a: os.kill(a["pid"], signal.SIGKILL))  # during its first epoch
+    thread.join(300)
+    rec = result["sweep"].index.points[point.name]
+    assert rec.status == "failed" and rec.epochs == 0 and rec.attempts == 1
+    assert rec.error.startswith("KilledWorker: its worker died 1 time while running it without progress")

@@ -147,3 +147,14 @@ def test_pbs_job_script(tmp_path):
     assert "--nworkers 4" in script and "--nthreads 1" in script
     assert "--lifetime 12600s --lifetime-stagger 600s" in script
     assert "--memory-limit 7.45GiB" in script  # 32 GB over 4 workers
+
+
+def test_example_sweep_files_are_valid():
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    digits = load_sweep(examples / "sweep_digits.toml")
+    assert [d.name for d in digits.dims] == ["lr", "seed"] and len(digits.points) == 4
+    mnist = load_sweep(examples / "sweep_mnist_loop.toml")
+    assert mnist.shape == (3, 3) and mnist.cluster.kind == "slurm"
+    assert all(p.params.data.dataset == "mnist" and p.epochs == 30 for p in mnist.points)
