@@ -11,13 +11,16 @@ folder:
 - scheduling overhead per point = (wall time × workers − Σ run time inside the points) / points:
   what the sweep costs beyond the runs themselves (submission, dispatch, result collection,
   idle workers at the end);
+- with ``--control``, the same points as plain ``hebbsim.run`` calls in a process pool of 1 and
+  of ``--workers`` processes (no Dask): the ratio this machine allows at the moment, to
+  compare with when it is shared;
 - with ``--slurm``, the same sweep through SLURM (``cluster = "slurm"``: jobs submitted and
   adapted by dask-jobqueue; its wall time includes the jobs' start).
 
 ``--walltime-demo`` instead runs one long point through SLURM with a 1-minute walltime and
 prints its attempts (the point continues from its checkpoint in a new job).
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_sweep.py --slurm
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_sweep.py --control --slurm
 """
 
 from __future__ import annotations
@@ -69,6 +72,41 @@ def run_local(root: Path, name: str, workers: int, args) -> dict:
     return summarize(name, result, wall, workers, startup)
 
 
+def _run_one(params: dict) -> float:
+    import contextlib
+
+    t0 = time.perf_counter()
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):  # the runner's epoch lines
+        hebbsim.run(params, progress=False)
+    return time.perf_counter() - t0
+
+
+def run_bare(root: Path, workers: int, args) -> dict:
+    """Control: the same points as plain ``hebbsim.run`` calls in ``workers`` processes (no Dask,
+    no index): what this machine allows right now."""
+    import multiprocessing
+    import tomllib
+    from concurrent.futures import ProcessPoolExecutor
+
+    from hebbsim.simulate.sweep_worker import WORKER_ENV
+
+    spec = load_sweep(sweep_file(root / f"bare-{workers}", args.points, args.epochs, workers))
+    params = [tomllib.loads(p.params.to_toml()) for p in spec.points]
+    for p in params:
+        Path(p["record"]["path"]).parent.mkdir(parents=True, exist_ok=True)
+    os.environ.update(WORKER_ENV)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        list(pool.map(_run_one, [dict(params[0], record={"path": str(root / f"warm-{i}.h5")})
+                                 for i in range(workers)]))  # imports and numba caches, as a started cluster
+        t0 = time.perf_counter()
+        runs = list(pool.map(_run_one, params))
+        wall = time.perf_counter() - t0
+    n = len(params)
+    return {"case": f"bare-{workers}", "workers": workers, "points": n, "wall_s": wall, "startup_s": None,
+            "points_per_min": 60 * n / wall, "run_s": sum(runs), "overhead_per_point_s": (wall * workers - sum(runs)) / n}
+
+
 def run_slurm(root: Path, args) -> dict:
     sweep = sweep_file(root / "slurm", args.points, args.epochs, args.workers)
     t0 = time.perf_counter()
@@ -105,6 +143,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--slurm", action="store_true", help="also through SLURM (scripts/slurm/start.sh)")
+    ap.add_argument("--control", action="store_true",
+                    help="also the same points as plain hebbsim.run processes (no Dask): the machine's own ratio")
     ap.add_argument("--walltime-demo", action="store_true", help="only the walltime demonstration (SLURM)")
     ap.add_argument("--keep", help="keep the sweep folders here (default: a temporary folder, removed)")
     args = ap.parse_args()
@@ -116,6 +156,8 @@ def main() -> None:
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.1f}; {args.points} digits points x {args.epochs} epochs")
         rows = [run_local(root, "local-1", 1, args), run_local(root, f"local-{args.workers}", args.workers, args)]
+        if args.control:
+            rows += [run_bare(root, 1, args), run_bare(root, args.workers, args)]
         if args.slurm:
             rows.append(run_slurm(root, args))
         print("| case | workers | wall time | points/min | Σ run time in points | overhead per point | cluster start |")
@@ -125,6 +167,9 @@ def main() -> None:
             print(f"| {r['case']} | {r['workers']} | {r['wall_s']:.1f} s | {r['points_per_min']:.2f} | "
                   f"{r['run_s']:.1f} s | {r['overhead_per_point_s']:.2f} s | {start} |")
         print(f"throughput ratio {args.workers} workers / 1 worker: {rows[1]['points_per_min'] / rows[0]['points_per_min']:.2f}")
+        if args.control:
+            print(f"the same for plain processes (what the machine allows now): "
+                  f"{rows[3]['points_per_min'] / rows[2]['points_per_min']:.2f}")
         print(json.dumps(rows))
     finally:
         if not args.keep:

@@ -73,6 +73,9 @@ def _sweep(args) -> int:
     except HebbsimError as err:
         print(f"hebbsim: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("hebbsim: interrupted; the sweep's jobs are stopped, run the same command to continue", file=sys.stderr)
+        return 130
     print(result.table())
     return 0 if result.complete else 1
 

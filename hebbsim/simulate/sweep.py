@@ -115,7 +115,8 @@ def sweep(sweep_file: str | Path | dict, *, cluster: str | None = None, workers:
         except ValidationError as err:
             e = err.errors()[0]
             raise SweepError(f"cluster.{e['loc'][0]} = {e['input']!r}: {e['msg']}") from None
-    check_batch_system(spec.cluster.kind)
+    if client is None:
+        check_batch_system(spec.cluster.kind)
     (spec.folder / "points").mkdir(parents=True, exist_ok=True)
     with sweep_lock(spec.folder):
         index = SweepIndex.from_spec(spec)
@@ -209,6 +210,7 @@ class _Execution:
     def _follow(self, client, todo: list[Point]) -> None:
         from distributed import as_completed
         from tqdm.auto import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
         self.dashboard = _dashboard(client)
         kind = self.spec.cluster.kind
@@ -223,32 +225,34 @@ class _Execution:
         bar = tqdm(total=len(self.index.points), initial=counts["done"] + counts["failed"], unit="point",
                    desc="sweep", disable=not self.progress, dynamic_ncols=True, file=sys.stderr)
         last_save = last_status = time.monotonic()
-        try:
-            while not pending.is_empty():
-                finished = pending.next_batch(block=False)
-                for f in finished:
-                    point = futures.pop(f)
-                    if self._finished(f, point):
-                        g = self._submit(client, point)
-                        futures[g] = point
-                        pending.add(g)
-                    bar.update(int(self.index.points[point.name].status in ("done", "failed")))
-                self._mark_running(client, futures.values())
-                now = time.monotonic()
-                if finished or now - last_save > SAVE_EVERY:
-                    self.index.save()
-                    last_save = now
-                if self.progress:
-                    bar.set_postfix_str(self._running_text(), refresh=True)
-                elif now - last_status > STATUS_EVERY:
-                    log.info("sweep: %s%s", self.index.summary(), self._running_text(counts=False))
-                    last_status = now
-                if not finished:
-                    time.sleep(self.poll)
-        finally:
-            bar.close()
-            with contextlib.suppress(Exception):
-                client.unsubscribe_topic(EVENT_TOPIC)
+        redirect = logging_redirect_tqdm([log]) if self.progress else contextlib.nullcontext()
+        with redirect:
+            try:
+                while not pending.is_empty():
+                    finished = pending.next_batch(block=False)
+                    for f in finished:
+                        point = futures.pop(f)
+                        if self._finished(f, point):
+                            g = self._submit(client, point)
+                            futures[g] = point
+                            pending.add(g)
+                        bar.update(int(self.index.points[point.name].status in ("done", "failed")))
+                    self._mark_running(client, futures.values())
+                    now = time.monotonic()
+                    if finished or now - last_save > SAVE_EVERY:
+                        self.index.save()
+                        last_save = now
+                    if self.progress:
+                        bar.set_postfix_str(self._running_text(), refresh=True)
+                    elif now - last_status > STATUS_EVERY:
+                        log.info("sweep: %s%s", self.index.summary(), self._running_text(counts=False))
+                        last_status = now
+                    if not finished:
+                        time.sleep(self.poll)
+            finally:
+                bar.close()
+                with contextlib.suppress(Exception):
+                    client.unsubscribe_topic(EVENT_TOPIC)
 
     def _mark_running(self, client, points) -> None:
         """A point runs when its current task announced its start on a worker that is still

@@ -55,7 +55,8 @@ def open_sweep(folder: str | Path, chunks: dict | None = None) -> xr.Dataset:
 
     coords = {d.name: d.coordinate() for d in dims}
     if pieces:
-        stacked = xr.concat(pieces, dim="point", join="outer", coords="minimal", compat="override",
+        # coordinates that differ between runs (time = step·dt when dt is swept) get the point dimension
+        stacked = xr.concat(pieces, dim="point", join="outer", coords="different", compat="equals",
                             combine_attrs="drop", data_vars="all")
         if names:
             stacked = stacked.assign_coords({n: ("point", [lab[k] for lab in labels]) for k, n in enumerate(names)})

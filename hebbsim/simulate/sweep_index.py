@@ -163,7 +163,8 @@ class SweepIndex:
             ])
         widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
         fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
-        return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, rows), "", self.summary()])
+        footer = f"{self.summary()} (index of {self.folder}, updated {self.updated or 'never'})"
+        return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, rows), "", footer])
 
 
 def _hms(seconds: float) -> str:

@@ -158,3 +158,13 @@ def test_example_sweep_files_are_valid():
     mnist = load_sweep(examples / "sweep_mnist_loop.toml")
     assert mnist.shape == (3, 3) and mnist.cluster.kind == "slurm"
     assert all(p.params.data.dataset == "mnist" and p.epochs == 30 for p in mnist.points)
+
+
+def test_second_client_on_a_sweep_folder_is_refused(tmp_path):
+    import hebbsim
+    from hebbsim.simulate.sweep import SweepBusyError, sweep_lock
+
+    (tmp_path / "out").mkdir()
+    with sweep_lock(tmp_path / "out"):
+        with pytest.raises(SweepBusyError, match=r"is being run by another hebbsim sweep \(pid \d+ on "):
+            hebbsim.sweep({"base": BASE, "output": str(tmp_path / "out")}, progress=False)

@@ -77,3 +77,18 @@ def test_scancelled_job_point_finishes_in_another_job_bit_identically(slurm, tmp
     assert held_epochs(point.path) == 8
     assert_same_run(direct_run(tmp_path, point), point.path)
     assert SweepIndex.load(tmp_path / "sweep").points[point.name].status == "done"
+
+
+def test_a_job_slurm_refuses_is_reported_before_anything_runs(slurm, tmp_path, capsys):
+    from hebbsim.simulate.cli import main
+    import tomli_w
+
+    from test_sweep import BASE
+
+    (tmp_path / "base.toml").write_text(tomli_w.dumps(BASE))
+    (tmp_path / "sweep.toml").write_text(tomli_w.dumps({"base": "base.toml", "output": str(tmp_path / "out"),
+                                                        "cluster": {"kind": "slurm", "queue": "nosuchpartition"}}))
+    assert main(["sweep", str(tmp_path / "sweep.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hebbsim: error: cluster: SLURM refuses the worker job (") and "partition" in err.lower()
+    assert not _jobs() and not list((tmp_path / "out" / "points").glob("*.h5"))
