@@ -89,6 +89,6 @@ def test_a_job_slurm_refuses_is_reported_before_anything_runs(slurm, tmp_path, c
     (tmp_path / "sweep.toml").write_text(tomli_w.dumps({"base": "base.toml", "output": str(tmp_path / "out"),
                                                         "cluster": {"kind": "slurm", "queue": "nosuchpartition"}}))
     assert main(["sweep", str(tmp_path / "sweep.toml")]) == 2
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("hebbsim: error: cluster: SLURM refuses the worker job (") and "partition" in err.lower()
     assert not _jobs() and not list((tmp_path / "out" / "points").glob("*.h5"))
