@@ -28,7 +28,7 @@ from ..errors import HebbsimError
 from .sweep_file import ClusterConfig, duration_seconds
 from .sweep_worker import TASK_PREFIX, WORKER_ENV
 
-DEFAULT_MEMORY_PER_WORKER = "4GB"
+DEFAULT_GB_PER_WORKER = 4
 DEFAULT_MAX_BATCH_WORKERS = 32
 
 
@@ -126,8 +126,7 @@ def jobqueue_kwargs(cfg: ClusterConfig, folder: Path) -> dict:
     cores = cfg.cores or max(processes, conf("cores") or 1)
     if cores < processes:
         raise ValueError(f"cluster.cores = {cores} < cluster.processes = {processes}: every worker needs a CPU")
-    per_worker = dask.utils.parse_bytes(DEFAULT_MEMORY_PER_WORKER)
-    memory = cfg.memory or conf("memory") or dask.utils.format_bytes(processes * per_worker).replace(" ", "")
+    memory = cfg.memory or conf("memory") or f"{DEFAULT_GB_PER_WORKER * processes}GB"
     walltime = cfg.walltime or conf("walltime")
     env = worker_env(cfg)
     kw = dict(

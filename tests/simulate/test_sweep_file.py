@@ -168,3 +168,19 @@ def test_second_client_on_a_sweep_folder_is_refused(tmp_path):
     with sweep_lock(tmp_path / "out"):
         with pytest.raises(SweepBusyError, match=r"is being run by another hebbsim sweep \(pid \d+ on "):
             hebbsim.sweep({"base": BASE, "output": str(tmp_path / "out")}, progress=False)
+
+
+def test_slurm_defaults_come_from_dask_jobqueue_config_then_one_core_4gb(tmp_path):
+    import dask
+    from dask_jobqueue import SLURMCluster
+
+    from hebbsim.simulate.sweep_cluster import jobqueue_kwargs
+
+    spec = load_sweep({"base": BASE, "output": str(tmp_path), "cluster": {"kind": "slurm"}})
+    with dask.config.set({"jobqueue.slurm.walltime": "01:00:00", "jobqueue.slurm.queue": "short"}):
+        kw = jobqueue_kwargs(spec.cluster, spec.folder)
+        with SLURMCluster(**kw) as cluster:
+            script = cluster.job_script()
+    for line in ["#SBATCH -p short", "#SBATCH -t 01:00:00", "#SBATCH --cpus-per-task=1", "#SBATCH --mem=4G"]:
+        assert line in script, line
+    assert "--nthreads 1" in script and "--lifetime 3060s --lifetime-stagger 180s" in script
