@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..data.params import ParameterError, RunParams, load_params
+from ..data.params import ParameterError, RunParams, validate_params
 
 RUN_DIMS = {"epoch", "phase", "step", "probe", "projection", "iteration", "snapshot", "time", "point", "status",
             "attempts", "wall_time"}
@@ -369,10 +369,9 @@ def load_sweep(sweep: str | Path | dict, output: str | Path | None = None) -> Sw
             _set_dotted(raw_point, key, value)
         raw_point.setdefault("record", {})["path"] = str(folder / "points" / "placeholder.h5")
         try:
-            cfg = load_params(raw_point)
+            cfg = validate_params(raw_point, base_source)
         except ParameterError as err:
-            msg = str(err).replace("invalid parameters in parameters:", f"invalid parameters ({base_source}):")
-            problems.setdefault(msg, []).append(label or "the only point")
+            problems.setdefault(str(err), []).append(label or "the only point")
             continue
         digest = parameter_digest(cfg)
         name = f"{label}-{digest}" if label else digest

@@ -3,8 +3,9 @@
 :func:`run_point` is the task the sweep submits. It is safe to run again at any moment after
 the process running it was killed (SIGKILL, ``scancel``, walltime, worker lifetime):
 
-- one writer per point: an exclusive ``flock`` on ``<run>.lock`` (released by the kernel
-  when the holder dies), so a point rescheduled while a lost worker still runs waits for it;
+- one writer per point: an exclusive ``flock`` on ``<run>.sweeplock`` (released by the kernel
+  when the holder dies), so a point rescheduled while a lost worker still runs waits for it
+  (instead of failing on the run's own one-writer lock);
 - a checkpoint beside the run file → ``hebbsim.run(..., resume=True)`` continues after the
   last completed epoch, bit-identically (SPEC §5); no checkpoint → the point starts over (a
   run file without a checkpoint holds no epoch that could be continued);
@@ -78,12 +79,12 @@ def _worker_environment() -> None:
 
 @contextlib.contextmanager
 def point_lock(run_path: Path, poll: float = 1.0):
-    """Hold an exclusive lock on ``<run>.lock`` while the point runs. File systems without
+    """Hold an exclusive lock on ``<run>.sweeplock`` while the point runs (waiting for a holder). File systems without
     ``flock`` (some Lustre mounts) run unlocked, with a warning in the point's log."""
     import fcntl
 
     log = logging.getLogger("hebbsim.sweep")
-    lock = run_path.with_name(run_path.name + ".lock")
+    lock = run_path.with_name(run_path.name + ".sweeplock")  # not the runner's own <run>.lock
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         waited = False
