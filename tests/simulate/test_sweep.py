@@ -49,6 +49,7 @@ def direct_run(tmp_path, point, name="direct"):
     return params["record"]["path"]
 
 
+@pytest.mark.slow  # 10-15 s warm; each new worker compiles numba's kernels once from a cold cache
 def test_local_sweep_runs_each_point_once_as_hebbsim_run_would(tmp_path, assert_same_run):
     out = tmp_path / "sweep"
     result = hebbsim.sweep(sweep_dict(out, **FOUR), progress=False)
