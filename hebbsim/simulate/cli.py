@@ -16,6 +16,7 @@ import sys
 
 from .. import __version__
 from ..errors import HebbsimError
+from .sweep_cli import add_sweep_parser, sweep_command
 
 DESCRIPTION = ("Simulate continuous-time neural networks that learn with local rules (Equilibrium "
                "Propagation, signal-propagation loops, forward gradients). Results go to an HDF5 run file "
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors (no progress bars)")
     talk.add_argument("-v", "--verbose", action="store_true", help="also debug messages")
     _add_report_parser(sub)
+    add_sweep_parser(sub)  # hebbsim sweep (hebbsim.simulate.sweep_cli)
     sub.add_parser("info", help="versions, engines and devices")
     return parser
 
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "report":
         return _report(args)
+    if args.command == "sweep":
+        return sweep_command(args)
     if args.command == "info":
         return _info()
     progress = False if args.quiet and args.progress is None else args.progress
