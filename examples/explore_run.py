@@ -68,7 +68,7 @@ except plots.NotApplicable as why:
 
 # %% [markdown]
 # ## Loop alignment
-# Angle between each projection on a loop and the map the rest of the loop applies (SPEC §4),
+# Angle between each projection on a loop and the map the rest of the loop applies (docs/model.md),
 # from the initial weights (epoch 0) on; below 90° the loop carries a useful learning signal.
 
 # %%

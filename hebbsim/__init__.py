@@ -29,7 +29,7 @@ def open_run(path, **kwargs):
     return _open(path, **kwargs)
 
 
-# -- sweeps (SPEC §8) ---------------------------------------------------------------------------
+# -- sweeps (docs/hpc.md) ---------------------------------------------------------------------------
 def sweep(sweep_file, **kwargs):
     """Run a sweep file's unfinished points on Dask (see :func:`hebbsim.simulate.sweep.sweep`)."""
     from .simulate.sweep import sweep as _sweep

@@ -1,5 +1,5 @@
 """``hebbsim sweep SWEEP.toml [--cluster local|slurm|pbs] [--workers N]`` and ``hebbsim sweep --status DIR``
-(SPEC §8): the sweep subcommand of :mod:`hebbsim.simulate.cli`."""
+(docs/hpc.md): the sweep subcommand of :mod:`hebbsim.simulate.cli`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sweep files (SPEC §8): a base parameter file and the points to run, validated before anything runs.
+"""Sweep files (docs/hpc.md): a base parameter file and the points to run, validated before anything runs.
 
 A sweep file is TOML (or the same as a dict)::
 

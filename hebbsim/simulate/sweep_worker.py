@@ -7,7 +7,7 @@ the process running it was killed (SIGKILL, ``scancel``, walltime, worker lifeti
   when the holder dies), so a point rescheduled while a lost worker still runs waits for it
   (instead of failing on the run's own one-writer lock);
 - a checkpoint beside the run file → ``hebbsim.run(..., resume=True)`` continues after the
-  last completed epoch, bit-identically (SPEC §5); no checkpoint → the point starts over (a
+  last completed epoch, bit-identically (docs/guide.md); no checkpoint → the point starts over (a
   run file without a checkpoint holds no epoch that could be continued);
 - a run file that already holds every epoch is not run again.
 
