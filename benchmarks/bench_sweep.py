@@ -97,7 +97,7 @@ def run_bare(root: Path, workers: int, args) -> dict:
     os.environ.update(WORKER_ENV)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        list(pool.map(_run_one, [dict(params[0], record={"path": str(root / f"warm-{i}.h5")})
+        list(pool.map(_run_one, [dict(params[0], record={"path": str(root / f"warm-{workers}-{i}.h5")})
                                  for i in range(workers)]))  # imports and numba caches, as a started cluster
         t0 = time.perf_counter()
         runs = list(pool.map(_run_one, params))
