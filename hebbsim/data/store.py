@@ -118,11 +118,27 @@ def _filters(compression: str, level: int) -> dict:
 
 def _resize(f: h5py.File, dim: str, size: int) -> None:
     """Resize an unlimited dimension: its dimension scale and every variable attached to it
-    (what ``h5netcdf.File.resize_dimension`` does)."""
+    (what ``h5netcdf.File.resize_dimension`` does).
+
+    The scale's ``REFERENCE_LIST`` names the attached variables; a variable whose own
+    ``DIMENSION_LIST`` names the scale is resized too, so that a missing back-reference can
+    never leave a variable shorter than its dimension (seen once in a CI run: an epoch's
+    metrics written past the end of a zero-length variable)."""
     scale = f[dim]
     scale.resize((size,))
+    done = {scale.name}
     for ref, axis in scale.attrs.get("REFERENCE_LIST", ()):
         f[ref].resize(size, axis)
+        done.add(f[ref].name)
+
+    def attached(name: str, obj) -> None:
+        if not isinstance(obj, h5py.Dataset) or obj.name in done or "DIMENSION_LIST" not in obj.attrs:
+            return
+        for axis, refs in enumerate(obj.attrs["DIMENSION_LIST"]):
+            if any(f[r].name == scale.name for r in refs) and obj.shape[axis] != size:
+                obj.resize(size, axis)
+
+    f.visititems(attached)
 
 
 def _attrs(var, units: str | None, long_name: str, description: str, **more) -> None:
