@@ -113,27 +113,30 @@ def _marker(ds: xr.Dataset) -> dict:
 
 
 # -- learning curves ----------------------------------------------------------------------------
+def _split_curves(ax: Axes, runs: dict, splits: Sequence[str], suffix: str, scale: float = 1.0) -> bool:
+    """``<split>_<suffix>`` per epoch for every run and sweep point: one colour per point, solid
+    test, dashed train. Returns whether anything was drawn."""
+    colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    drawn = False
+    for run_label, ds in runs.items():
+        present = [split for split in splits if f"{split}_{suffix}" in ds]
+        if n_epochs(ds) == 0 or not present:
+            continue
+        for point, _ in _points(ds[f"{present[0]}_{suffix}"]):
+            color = next(colors)
+            for split in present:
+                sub = dict(_points(ds[f"{split}_{suffix}"]))[point]
+                style = {"ls": "-" if split == "test" else "--", "color": color, **_marker(ds)}
+                _line(ax, ds.epoch.values, scale * sub, _join(run_label, point, split), **style)
+                drawn = True
+    return drawn
+
+
 def plot_errors(data: Runs, ax: Axes | None = None, *, splits: Sequence[str] = ("train", "test")) -> Axes:
     """Training and test error (%) per epoch: solid test, dashed train; one colour per run or
     sweep point, a band over seeds."""
     ax = _axes(ax)
-    runs = as_runs(data)
-    colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
-    drawn = False
-    for run_label, ds in runs.items():
-        if n_epochs(ds) == 0:
-            continue
-        for point, _ in _points(ds.test_error):
-            color = next(colors)
-            for split in splits:
-                var = f"{split}_error"
-                if var not in ds:
-                    continue
-                sub = dict(_points(ds[var]))[point]
-                style = {"ls": "-" if split == "test" else "--", "color": color, **_marker(ds)}
-                _line(ax, ds.epoch.values, 100 * sub, _join(run_label, point, split), **style)
-                drawn = True
-    if not drawn:
+    if not _split_curves(ax, as_runs(data), splits, "error", 100.0):
         return _no_data(ax, "no completed epoch yet")
     ax.set_ylabel("error (%)")
     _epoch_axis(ax)
@@ -149,31 +152,34 @@ def _batch_positions(batch_epoch: np.ndarray) -> np.ndarray:
     return batch_epoch - 1 + (within + 1) / np.repeat(count, count)
 
 
+COST_LABELS = {"state_mse": "½‖s_o − d‖²", "rate_mse": "½‖ρ(s_o) − d‖²"}
+
+
+def cost_label(ds: xr.Dataset) -> str:
+    """The run's output cost C (``learning.cost`` of its stored parameters), as a formula."""
+    import tomllib
+
+    try:
+        cost = tomllib.loads(str(ds.attrs.get("parameters", "")))["learning"].get("cost")
+    except (tomllib.TOMLDecodeError, KeyError):
+        cost = None
+    return COST_LABELS.get(cost, "C")
+
+
 def plot_loss(data: Runs, ax: Axes | None = None, *, batches: bool = True) -> Axes:
     """Training loss (epoch mean, and every batch's loss placed where the batch ended) and test
-    loss per epoch, 0.5‖ρ(s_o) − d‖² at the free fixed point."""
+    loss per epoch: the run's output cost C at the free fixed point (docs/model.md, Costs)."""
     ax = _axes(ax)
     runs = as_runs(data)
-    colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
-    drawn = False
-    for run_label, ds in runs.items():
-        if n_epochs(ds) == 0:
-            continue
+    for ds in runs.values():
         single = len(runs) == 1 and not sweep_dims(ds)
-        if batches and single and "batch_loss" in ds and ds.sizes.get("iteration", 0):
+        if batches and single and n_epochs(ds) and "batch_loss" in ds and ds.sizes.get("iteration", 0):
             ax.plot(_batch_positions(ds.batch_epoch.values), ds.batch_loss.values, lw=0.5, alpha=0.4,
                     color="0.5", label="training batches")
-        for point, _ in _points(ds.train_loss):
-            color = next(colors)
-            for var, ls in (("train_loss", "--"), ("test_loss", "-")):
-                if var in ds:
-                    sub = dict(_points(ds[var]))[point]
-                    _line(ax, ds.epoch.values, sub, _join(run_label, point, var.split("_")[0]), ls=ls,
-                          color=color, **_marker(ds))
-                    drawn = True
-    if not drawn:
+    if not _split_curves(ax, runs, ("train", "test"), "loss"):
         return _no_data(ax, "no completed epoch yet")
-    ax.set_ylabel("loss ½‖ρ(s_o) − d‖²")
+    labels = {cost_label(ds) for ds in runs.values()}
+    ax.set_ylabel(f"loss C = {labels.pop()}" if len(labels) == 1 else "loss C")
     _epoch_axis(ax)
     ax.legend(fontsize="small")
     ax.set_title("loss")
