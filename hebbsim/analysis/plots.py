@@ -112,6 +112,15 @@ def _marker(ds: xr.Dataset) -> dict:
     return {"marker": "o", "ms": 3.5} if n_epochs(ds) <= MARKER_EPOCHS else {}
 
 
+def _finish(ax: Axes, ylabel: str, title: str) -> Axes:
+    """The common end of an epoch plot: y label, integer epoch ticks, legend, title."""
+    ax.set_ylabel(ylabel)
+    _epoch_axis(ax)
+    ax.legend(fontsize="small")
+    ax.set_title(title)
+    return ax
+
+
 # -- learning curves ----------------------------------------------------------------------------
 def _split_curves(ax: Axes, runs: dict, splits: Sequence[str], suffix: str, scale: float = 1.0) -> bool:
     """``<split>_<suffix>`` per epoch for every run and sweep point: one colour per point, solid
@@ -138,11 +147,7 @@ def plot_errors(data: Runs, ax: Axes | None = None, *, splits: Sequence[str] = (
     ax = _axes(ax)
     if not _split_curves(ax, as_runs(data), splits, "error", 100.0):
         return _no_data(ax, "no completed epoch yet")
-    ax.set_ylabel("error (%)")
-    _epoch_axis(ax)
-    ax.legend(fontsize="small")
-    ax.set_title("classification error")
-    return ax
+    return _finish(ax, "error (%)", "classification error")
 
 
 def _batch_positions(batch_epoch: np.ndarray) -> np.ndarray:
@@ -179,11 +184,7 @@ def plot_loss(data: Runs, ax: Axes | None = None, *, batches: bool = True) -> Ax
     if not _split_curves(ax, runs, ("train", "test"), "loss"):
         return _no_data(ax, "no completed epoch yet")
     labels = {cost_label(ds) for ds in runs.values()}
-    ax.set_ylabel(f"loss C = {labels.pop()}" if len(labels) == 1 else "loss C")
-    _epoch_axis(ax)
-    ax.legend(fontsize="small")
-    ax.set_title("loss")
-    return ax
+    return _finish(ax, f"loss C = {labels.pop()}" if len(labels) == 1 else "loss C", "loss")
 
 
 def plot_learning_curves(data: Runs, axes: Sequence[Axes] | None = None) -> Figure:
@@ -366,11 +367,7 @@ def plot_weight_norms(data, ax: Axes | None = None) -> Axes:
     for name in names:
         ax.plot(ds.snapshot.values, _fro(ds[name]).values, marker="o", ms=3.5,
                 label=projection_label(name.removeprefix("weight_")))
-    ax.set_ylabel("‖W‖_F")
-    _epoch_axis(ax)
-    ax.legend(fontsize="small")
-    ax.set_title("weight norms (stored snapshots)")
-    return ax
+    return _finish(ax, "‖W‖_F", "weight norms (stored snapshots)")
 
 
 def plot_update_norms(data, ax: Axes | None = None) -> Axes:
@@ -397,11 +394,7 @@ def plot_update_norms(data, ax: Axes | None = None) -> Axes:
     if not drawn:
         raise NotApplicable("no stored projection changed")
     ax.set_yscale("log")
-    ax.set_ylabel("‖ΔW‖_F / ‖W‖_F per epoch")
-    _epoch_axis(ax)
-    ax.legend(fontsize="small")
-    ax.set_title("update size (between snapshots)")
-    return ax
+    return _finish(ax, "‖ΔW‖_F / ‖W‖_F per epoch", "update size (between snapshots)")
 
 
 def plot_residuals(data, ax: Axes | None = None) -> Axes:
@@ -416,11 +409,7 @@ def plot_residuals(data, ax: Axes | None = None) -> Axes:
     for phase in training_phases(ds):
         ax.plot(ds.epoch.values, ds.residual.sel(phase=phase).values, label=phase, **_marker(ds))
     ax.set_yscale("log")
-    ax.set_ylabel("max |ds/dt| at the phase's end")
-    _epoch_axis(ax)
-    ax.legend(fontsize="small")
-    ax.set_title("convergence residual")
-    return ax
+    return _finish(ax, "max |ds/dt| at the phase's end", "convergence residual")
 
 
 # -- sweeps -------------------------------------------------------------------------------------
