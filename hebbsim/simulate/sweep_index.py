@@ -3,7 +3,7 @@
 Layout of a sweep folder::
 
     <output>/index.json                     this index (JSON, replaced atomically)
-    <output>/points/<label>-<hash>.h5       one run file per point (the run store, SPEC §5)
+    <output>/points/<label>-<hash>.h5       one run file per point (the run store, docs/guide.md)
     <output>/points/<…>.h5.ckpt.npz         its checkpoint
     <output>/points/<…>.h5.log              its log lines, every attempt
     <output>/points/<…>.h5.attempts.json    every start of the point (host, job, epoch)
