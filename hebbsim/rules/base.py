@@ -20,7 +20,7 @@ import numpy as np
 
 from ..dynamics.network import Network
 from ..dynamics.params import Params
-from ..simulate.engines.base import ClampedSystem, Relaxation, States, divergence_advice
+from ..simulate.engines.base import ClampedSystem, Relaxation, States
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -77,6 +77,11 @@ class Rule(ABC):
         return ("free",)
 
     @classmethod
+    def batch_copies(cls, cfg: "RunParams", net: Network) -> int:
+        """How many copies of a batch the rule integrates at once (its largest tiled phase)."""
+        return 1
+
+    @classmethod
     def check(cls, cfg: "RunParams", net: Network) -> None:
         """Refuse settings this rule cannot run (raise ``ValueError`` naming the key and the fix)."""
 
@@ -112,6 +117,3 @@ class Rule(ABC):
         population): replay it eagerly and return (step, population). The default replays the
         free phase."""
         return engine.locate_divergence(params, init, x, self.cfg.dynamics.free_steps)
-
-    def advice(self, engine, phase: str) -> str:
-        return divergence_advice(self.net, engine.dt, phase)

@@ -141,6 +141,10 @@ class ForwardGradient(Rule):
         self.plan = Plan.from_params(cfg, net)
 
     @classmethod
+    def batch_copies(cls, cfg, net: Network) -> int:
+        return Plan.from_params(cfg, net).copies
+
+    @classmethod
     def check(cls, cfg, net: Network) -> None:
         fgc, dyn = cfg.learning.forward_gradient, cfg.dynamics
         steps = fgc.perturb_time / dyn.dt

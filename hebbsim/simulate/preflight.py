@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..data.params import ParameterError, RunParams
 from ..dynamics.network import INPUT, Network
+from ..rules import rule_class
 
 GIB = 2.0**30
 
@@ -49,7 +50,7 @@ def check_record_path(cfg: RunParams, params_file: str | Path | None = None) -> 
 def memory_estimate(cfg: RunParams, net: Network, n_train: int) -> dict[str, float]:
     """Bytes a run holds at its peak, by what holds them (a generous estimate, not a measurement):
     parameters with their gradients, optimizer moments and the engine's transposed copies; the
-    batch's phases (the forward-gradient window on its tiled batch); evaluation batches;
+    batch's phases (the copies of the batch the rule tiles, e.g. the forward-gradient window); evaluation batches;
     persistent states; the training set in the run's dtype; one epoch of probe trajectories."""
     item = 8 if cfg.dynamics.dtype == "float64" else 4
     sizes = net.sizes
@@ -58,11 +59,7 @@ def memory_estimate(cfg: RunParams, net: Network, n_train: int) -> dict[str, flo
     weights = sum(sizes[p.dst] * sizes[p.src] for p in net.projections if p.kind != "tied")
     lc = cfg.learning
     moments = 2 if lc.optimizer == "adam" else 1 if lc.momentum else 0
-    rows = lc.batch_size
-    fgc = getattr(lc, "forward_gradient", None)
-    if fgc is not None:
-        blocks = 1 if fgc.mode == "global" else len(fgc.perturb or net.hidden + ("o",))
-        rows *= blocks * fgc.perturbations
+    rows = lc.batch_size * rule_class(lc.rule).batch_copies(cfg, net)
     dyn = cfg.dynamics
     steps = max(dyn.free_steps, dyn.nudge_steps) // cfg.record.every_steps + 2
     recorded = sum(sizes[p] for p in (cfg.record.populations or [p.name for p in net.dynamic_populations]))

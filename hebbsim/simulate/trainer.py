@@ -23,9 +23,8 @@ from ..dynamics.network import OUTPUT, Network
 from ..dynamics.nonlinearities import rho, xp_of
 from ..dynamics.optimizers import Optimizer, lr_scale
 from ..dynamics.params import Params
-from ..errors import DivergenceError
 from ..rules import Rule, RuleState, make_rule
-from .engines.base import Engine, States
+from .engines.base import Engine, States, diverged
 from .phases import free_phase
 
 
@@ -247,7 +246,7 @@ class Trainer:
         step, pop = self.rule.locate_divergence(self.engine, params, phase, x, d, s0,
                                                 self.rule.unpad_draws(draws, n), finite[phase])
         hint = "non-finite at the end of the window" if phase == "perturbed" else ""
-        raise DivergenceError(phase, step, pop, hint, advice=self.rule.advice(self.engine, phase))
+        raise diverged(self.engine, phase, step, pop, hint)
 
     def set_epoch(self, epoch: int) -> float:
         """Set the learning-rate factor of ``learning.lr_schedule`` for ``epoch`` (1-based); returns it."""

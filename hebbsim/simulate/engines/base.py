@@ -14,6 +14,7 @@ import numpy as np
 
 from ...dynamics.network import Network
 from ...dynamics.params import Params
+from ...errors import DivergenceError
 
 States = dict[str, np.ndarray]
 SOLVERS = ("euler", "tsit5", "dopri5")  # euler: both engines; the adaptive ones: jax
@@ -44,6 +45,11 @@ def divergence_advice(net: Network, dt: float, phase: str = "free") -> str:
     if not net.clip_states and net.rho == "hard_sigmoid":
         tips.append("or set network.clip_states = true")
     return ", ".join(tips)
+
+
+def diverged(engine: "Engine", phase: str, step: int, population: str, hint: str = "") -> DivergenceError:
+    """The error for a non-finite state of ``engine``'s network, with the advice for its settings."""
+    return DivergenceError(phase, step, population, hint, advice=divergence_advice(engine.net, engine.dt, phase))
 
 
 class ClampedSystem(Protocol):

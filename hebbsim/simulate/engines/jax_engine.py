@@ -37,8 +37,8 @@ import numpy as np
 from ...dynamics import rhs
 from ...dynamics.network import Network
 from ...dynamics.params import Params
-from ...errors import DivergenceError, HebbsimError
-from .base import SOLVERS, Relaxation, States, divergence_advice
+from ...errors import HebbsimError
+from .base import SOLVERS, Relaxation, States, diverged
 
 
 jax.tree_util.register_pytree_node(
@@ -216,7 +216,7 @@ class JaxClamped:
             return Relaxation(y, steps, residual, finite)
         if not all(bool(v) for v in finite.values()):
             step, pop = e.locate_divergence(self.params, states, self.x, n_steps, beta, target, self.extra)
-            raise DivergenceError(phase, step, pop, advice=divergence_advice(e.net, e.dt, phase))
+            raise diverged(e, phase, step, pop)
         return Relaxation(y, int(steps), float(residual))
 
     def finish(self, states: States, n_steps: int, phase: str, hint: str = "") -> Relaxation:
@@ -225,6 +225,5 @@ class JaxClamped:
             return Relaxation(states, n_steps, jnp.nan, finite)
         bad = [k for k, v in finite.items() if not bool(v)]
         if bad:
-            e = self.engine
-            raise DivergenceError(phase, n_steps, bad[0], hint, advice=divergence_advice(e.net, e.dt, phase))
+            raise diverged(self.engine, phase, n_steps, bad[0], hint)
         return Relaxation(states, n_steps, float("nan"))

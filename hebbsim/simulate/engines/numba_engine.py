@@ -8,8 +8,7 @@ from ...dynamics.network import INPUT, OUTPUT, Network
 from ...dynamics.loss import COST_CODES
 from ...dynamics.nonlinearities import RHO_CODES
 from ...dynamics.params import Params
-from ...errors import DivergenceError
-from .base import Relaxation, States, divergence_advice
+from .base import Relaxation, States, diverged
 from .numba_kernels import euler_kernel
 
 
@@ -103,13 +102,12 @@ class NumbaClamped:
             int(n_steps), float(tol),
         )
         if bad_step >= 0:  # the kernel counts from 0; the error names the step as the k-th
-            raise DivergenceError(phase, int(bad_step) + 1, e._pops[bad_pop],
-                                  advice=divergence_advice(e.net, e.dt, phase))
+            raise diverged(e, phase, int(bad_step) + 1, e._pops[bad_pop])
         return Relaxation(dict(zip(e._pops, s)), int(steps), float(res))
 
     def finish(self, states: States, n_steps: int, phase: str, hint: str = "") -> Relaxation:
         e = self.engine
         for name, v in states.items():
             if not np.all(np.isfinite(v)):
-                raise DivergenceError(phase, n_steps, name, hint, advice=divergence_advice(e.net, e.dt, phase))
+                raise diverged(e, phase, n_steps, name, hint)
         return Relaxation(states, n_steps, float("nan"))

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...dynamics.forward_gradient import eligibility_projections
-from ...errors import DivergenceError
-from .base import Relaxation, States, divergence_advice
+from .base import Relaxation, States, diverged
 from .numba_kernels import window_kernel
 
 if TYPE_CHECKING:
@@ -68,7 +67,7 @@ def fused_window(system: "NumbaClamped", free: States, copies: int, extra: State
         e.dt, int(n_steps), groups, tuple(np.empty((rows, g), dt) for g in groups), e._out,
     )
     if bad_step >= 0:
-        raise DivergenceError(phase, int(bad_step) + 1, pops[bad_pop], advice=divergence_advice(e.net, e.dt, phase))
+        raise diverged(e, phase, int(bad_step) + 1, pops[bad_pop])
     out = {f"W_{p.name}": elig_t[k].T for k, p in enumerate(e._internal) if p.name in mine}
     folded = {n: v[k].reshape(copies, system.batch, -1).sum(axis=0) for k, n in enumerate(pops) if n in learn_mask}
     for p in e._inputs:
