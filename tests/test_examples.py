@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import hebbsim
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,3 +22,18 @@ def test_explore_run_plots_a_run(tiny_run, tmp_path):
     assert "2 epochs" in res.stdout
     for name in ("learning_curves.png", "probe_trajectories.png", "loop_alignment.png"):
         assert (out / name).stat().st_size > 10_000, name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", ["fa", "dfa", "drtp", "fa_strategy"])
+def test_the_digits_example_of_each_feedback_rule_reaches_ten_percent_in_a_minute(rule, tmp_path):
+    import time
+
+    from hebbsim.data.params import load_params
+
+    cfg = load_params(REPO / "examples" / f"digits_{rule}.toml", overrides=[f"record.path={tmp_path / 'run.h5'}"])
+    assert cfg.learning.rule == rule and cfg.data.dataset == "digits"
+    t0 = time.perf_counter()
+    ds = hebbsim.run(cfg, progress=False, log=None)
+    assert time.perf_counter() - t0 < 60
+    assert float(ds.test_error.isel(epoch=-1)) <= 0.10

@@ -9,6 +9,7 @@ alignment is the angle between :math:`M^\top` and the loop map,
 .. math:: \angle(A, B) = \arccos \frac{\langle A, B\rangle_F}{\lVert A\rVert_F \lVert B\rVert_F}
 
 in degrees; below 90° the loop delivers a useful signal to :math:`M` (seed 000, Fig. 4).
+:func:`feedback_alignment` is the same angle seen from a fixed feedback matrix.
 Where several cycles pass through :math:`M`, the shortest path back (fewest projections) is
 used; ties go to the projection listed first.
 """
@@ -23,6 +24,26 @@ from ..dynamics.network import INPUT, Network, Projection
 from ..dynamics.params import Params
 
 
+def _shortest_chain(net: Network, start: str, goal: str, allowed) -> tuple[Projection, ...] | None:
+    """The shortest chain of ``allowed`` projections leading from ``start`` to ``goal``, in the
+    order taken (breadth-first; ties go to the projection listed first), or ``None``."""
+    came_from: dict[str, tuple[str, Projection] | None] = {start: None}
+    queue = deque([start])
+    while queue and goal not in came_from:
+        here = queue.popleft()
+        for p in net.projections:
+            if p.src == here and allowed(p) and p.dst not in came_from:
+                came_from[p.dst] = (here, p)
+                queue.append(p.dst)
+    if goal not in came_from:
+        return None
+    chain, node = [], goal
+    while came_from[node] is not None:
+        node, p = came_from[node]
+        chain.append(p)
+    return tuple(reversed(chain))
+
+
 def loop_paths(net: Network) -> dict[str, tuple[Projection, ...]]:
     """For every learned projection on a directed cycle: the shortest chain of the other
     projections leading from its destination back to its source, in the order taken."""
@@ -30,23 +51,31 @@ def loop_paths(net: Network) -> dict[str, tuple[Projection, ...]]:
     for m in net.learned:
         if m.src == INPUT:
             continue
-        # breadth-first search from m.dst to m.src over every projection except m
-        came_from: dict[str, tuple[str, Projection] | None] = {m.dst: None}
-        queue = deque([m.dst])
-        while queue and m.src not in came_from:
-            here = queue.popleft()
-            for p in net.projections:
-                if p.src == here and p is not m and p.dst not in came_from:
-                    came_from[p.dst] = (here, p)
-                    queue.append(p.dst)
-        if m.src not in came_from:
-            continue
-        chain, node = [], m.src
-        while came_from[node] is not None:
-            node, p = came_from[node]
-            chain.append(p)
-        paths[m.name] = tuple(reversed(chain))
+        chain = _shortest_chain(net, m.dst, m.src, lambda p, m=m: p is not m)
+        if chain:
+            paths[m.name] = chain
     return paths
+
+
+def feedback_paths(net: Network) -> dict[str, tuple[Projection, ...]]:
+    """For every fixed projection :math:`B` (``src → dst``) that feeds back along the learned
+    forward path: the shortest chain of learned projections from its ``dst`` to its ``src``."""
+    paths = {}
+    for b in net.projections:
+        if b.kind != "fixed":
+            continue
+        chain = _shortest_chain(net, b.dst, b.src, lambda p: p.kind == "learned")
+        if chain:
+            paths[b.name] = chain
+    return paths
+
+
+def _composed(params: Params, chain) -> np.ndarray:
+    """The linear map of a chain of projections, first one applied first."""
+    out = np.asarray(params.weight(chain[0]), np.float64)
+    for p in chain[1:]:
+        out = np.asarray(params.weight(p), np.float64) @ out
+    return out
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -65,10 +94,15 @@ def loop_alignment(net: Network, params: Params, paths: dict[str, tuple[Projecti
                    ) -> dict[str, float]:
     """The loop alignment (degrees) of every learned projection on a directed cycle."""
     paths = loop_paths(net) if paths is None else paths
-    out = {}
-    for name, chain in paths.items():
-        loop_map = np.asarray(params.weight(chain[0]), np.float64)
-        for p in chain[1:]:
-            loop_map = np.asarray(params.weight(p), np.float64) @ loop_map
-        out[name] = angle(params.weights[name].T, loop_map)
-    return out
+    return {name: angle(params.weights[name].T, _composed(params, chain)) for name, chain in paths.items()}
+
+
+def feedback_alignment(net: Network, params: Params, paths: dict[str, tuple[Projection, ...]] | None = None
+                       ) -> dict[str, float]:
+    r"""Feedback alignment's signature (Lillicrap et al. 2016): for every fixed feedback matrix
+    :math:`B` (``src → dst``), the angle (degrees) between :math:`B^\top` and the forward map
+    from ``dst`` back to ``src`` — :math:`W_{i+1}` for FA's :math:`B_i`, :math:`W_o W_L \cdots
+    W_{i+1}` for DFA's. It falls well below 90° as the forward weights come to align with the
+    feedback."""
+    paths = feedback_paths(net) if paths is None else paths
+    return {name: angle(_composed(params, chain), params.weights[name].T) for name, chain in paths.items()}

@@ -197,26 +197,30 @@ def fg_activity(net: Network, params: Params, x, d, n_steps: int, dt: float, key
 
 
 # -- the rules against the exact gradient (docs/model.md, gradient alignment) ----------------------
-def ep_gradient_alignment(net: Network, engine, params: Params, x, d, rule, beta: float, n_free: int,
-                          n_nudge: int, tol: float | None = None) -> dict[str, float]:
-    """Angle (degrees) between an EP rule's update and −∇_W L for every learned projection, on
-    the batch ``x``: the free phase is relaxed for up to ``n_free`` steps (or to ``tol``), the
-    nudged phase for ``n_nudge`` steps at ``beta``, the exact gradient is taken at the free
+def gradient_alignment(rule, engine, params: Params, x, d, beta: float, n_free: int, n_nudge: int,
+                       tol: float | None = None) -> dict[str, float]:
+    """Angle (degrees) between a contrastive rule's update and −∇_W L for every learned
+    projection, on the batch ``x``: the rule's free phase is relaxed for up to ``n_free`` steps
+    (or to ``tol``), its nudged phase(s) for ``n_nudge`` steps at ``beta``, the exact gradient of
+    the network that infers (:meth:`hebbsim.rules.Rule.inference_params`) is taken at the free
     state by :func:`implicit_gradient` (float64).
 
-    The EP estimate divides state differences by β, so a free phase that is still moving by
+    The estimate divides state differences by β, so a free phase that is still moving by
     ``tol`` adds an error of order ``tol/β`` to it; the default ``tol`` is therefore as small as
     the engine's precision allows (1e-11 in float64, 1e-6 in float32)."""
     if tol is None:
         tol = 1e-11 if np.dtype(engine.dtype) == np.float64 else 1e-6
-    system = engine.clamp(params, x)
-    zeros = rhs.zero_states(net, len(x), engine.dtype)
-    free = system.relax(zeros, n_free, tol=tol)
-    nudged = system.relax(free.states, n_nudge, beta=beta, target=d, phase="nudged")
+    net = rule.net
+    inference = rule.inference_params(params)
+    system = engine.clamp(inference, x)
+    free = system.relax(rhs.zero_states(net, len(x), engine.dtype), n_free, tol=tol)
     to_np = lambda s: {k: np.asarray(v, np.float64) for k, v in s.items()}  # noqa: E731
+    phases = {"free": to_np(free.states)}
+    for name, nudged in rule.nudged_phases(system, params, x, d, free.states, beta).items():
+        phases[name] = to_np(nudged.system.relax(free.states, n_nudge, beta=nudged.beta, target=nudged.target,
+                                                 phase=name).states)
     x64 = np.asarray(x, np.float64)
-    est = rule(net, rhs.rates(net, to_np(free.states), x64), rhs.rates(net, to_np(nudged.states), x64), beta)
+    est = rule.estimate(x64, phases, beta)
     with jax.enable_x64(True):  # the reference in float64 whatever the run's dtype
-        exact = implicit_gradient(net, params.astype(np.float64), x64, np.asarray(d, np.float64),
-                                  to_np(free.states))
+        exact = implicit_gradient(net, inference.astype(np.float64), x64, np.asarray(d, np.float64), phases["free"])
     return {p.name: angle(est[f"W_{p.name}"], np.asarray(exact[f"W_{p.name}"])) for p in net.learned}

@@ -35,6 +35,7 @@ from .rundata import (SEED, NotApplicable, Runs, as_dataset, as_runs, last_finit
 
 __all__ = [
     "plot_errors", "plot_loss", "plot_learning_curves", "plot_loop_alignment", "plot_grad_alignment",
+    "plot_feedback_alignment",
     "plot_probe_trajectories", "plot_weight_norms", "plot_update_norms", "plot_residuals",
     "plot_error_vs_parameter", "NotApplicable",
 ]
@@ -218,9 +219,10 @@ def _plot_angles(data: Runs, ax: Axes | None, var: str, title: str, initial: boo
         if n_epochs(ds) == 0:
             continue
         da = loop_alignment_from_init(ds) if (var == "loop_alignment" and initial) else ds[var]
+        dim = "feedback" if var == "feedback_alignment" else "projection"
         for point, sub in _points(da):
-            for proj in sub.projection.values:
-                one = sub.sel(projection=proj)
+            for proj in sub[dim].values:
+                one = sub.sel({dim: proj})
                 if not np.isfinite(one.values).any():  # e.g. x_to_h1: on no cycle
                     continue
                 color = color_of.setdefault(str(proj), palette[len(color_of) % len(palette)])
@@ -245,6 +247,14 @@ def plot_loop_alignment(data: Runs, ax: Axes | None = None, *, initial: bool = T
     angles of the initial weights are drawn at epoch 0 (recomputed from weight snapshot 0)."""
     ax = _plot_angles(data, ax, "loop_alignment", "loop alignment", initial)
     ax.set_title("loop alignment: angle(Mᵀ, rest of the loop)")
+    return ax
+
+
+def plot_feedback_alignment(data: Runs, ax: Axes | None = None) -> Axes:
+    """Feedback alignment's signature per epoch: for every fixed feedback matrix B, the angle
+    between Bᵀ and the learned forward map it feeds back along (docs/model.md); 90° marked."""
+    ax = _plot_angles(data, ax, "feedback_alignment", "feedback alignment", False)
+    ax.set_title("feedback alignment: angle(forward map, Bᵀ)")
     return ax
 
 

@@ -89,6 +89,9 @@ def summarize(data) -> dict:
             final = ds.loop_alignment.isel(epoch=-1)
             out["loop_alignment_final_deg"] = {str(p): float(final.sel(projection=p))
                                                for p in ds.projection.values if np.isfinite(final.sel(projection=p))}
+        if "feedback_alignment" in ds and done:
+            final = ds.feedback_alignment.isel(epoch=-1)
+            out["feedback_alignment_final_deg"] = {str(p): float(final.sel(feedback=p)) for p in ds.feedback.values}
     out["provenance"] = {k: ds.attrs[k] for k in PROVENANCE_KEYS if k in ds.attrs}
     out["versions"] = {k.removesuffix("_version"): v for k, v in ds.attrs.items()
                        if k.endswith("_version") and k != "hebbsim_version"}
@@ -126,6 +129,7 @@ def _run_plots(ds: xr.Dataset) -> dict:
         "learning_curves": lambda: plots.plot_learning_curves(ds),
         "loop_alignment": lambda: plots.plot_loop_alignment(ds),
         "grad_alignment": lambda: plots.plot_grad_alignment(ds),
+        "feedback_alignment": lambda: plots.plot_feedback_alignment(ds),
     }
     for var in sorted(v for v in ds.data_vars if str(v).startswith("state_")):
         pop = str(var).removeprefix("state_")
@@ -255,6 +259,9 @@ def _summary_rows(s: dict) -> list[tuple[str, str]]:
     if "loop_alignment_final_deg" in s:
         rows.append(("loop alignment (final)",
                      ", ".join(f"{k}: {v:.1f}°" for k, v in s["loop_alignment_final_deg"].items())))
+    if "feedback_alignment_final_deg" in s:
+        rows.append(("feedback alignment (final)",
+                     ", ".join(f"{k}: {v:.1f}°" for k, v in s["feedback_alignment_final_deg"].items())))
     if "training_time_s" in s:
         t = s["epoch_time_s"]
         rows.append(("training time", f"{s['training_time_s']:.1f} s ({t['mean']:.2f} s per epoch, "

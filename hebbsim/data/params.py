@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model, field_vali
 from ..dynamics.loss import COSTS
 from ..rules import RULES, rule_class
 from .section import Section as _Section
-from ..dynamics.network import (INIT_DISTRIBUTIONS, NEURON_MODELS, PROJECTION_KINDS, TOPOLOGIES, Network,
+from ..dynamics.network import (FEEDBACK_ROUTES, INIT_DISTRIBUTIONS, NEURON_MODELS, PROJECTION_KINDS, TOPOLOGIES, Network,
                                 Projection, build_network)
 from ..dynamics.nonlinearities import RHO_NAMES
 from ..dynamics.optimizers import OPTIMIZERS, SCHEDULES
@@ -54,10 +54,14 @@ class LoopConfig(_Section):
 
 
 class FeedbackConfig(_Section):
-    """Fixed random feedback of ``random_feedback`` / ``direct_feedback`` (and a fixed loop)."""
+    """Fixed random feedback of ``random_feedback`` / ``direct_feedback`` / ``mixed_feedback`` (and a fixed loop)."""
 
     init: InitName = "uniform"
     scale: float = Field(1.0, gt=0)
+    routes: list[Literal[FEEDBACK_ROUTES]] | None = Field(  # type: ignore[valid-type]
+        None, min_length=1, max_length=len(FEEDBACK_ROUTES),
+        description="mixed_feedback: the fixed routes into every hidden layer (below, direct, above); default: "
+                    "the rule's (learning.fa_strategy.strategy), else direct and above")
 
 
 class ProjectionConfig(_Section):
@@ -71,7 +75,9 @@ class ProjectionConfig(_Section):
 
 class NetworkConfig(_Section):
     layers: list[int] = Field(min_length=2, max_length=MAX_LAYERS)
-    topology: Literal[TOPOLOGIES] = "loop"  # type: ignore[valid-type]
+    topology: Literal[TOPOLOGIES] | None = Field(  # type: ignore[valid-type]
+        None, description="default: the rule's (loop for the EP rules and forward_gradient, random_feedback for fa, "
+                          "direct_feedback for dfa and drtp, mixed_feedback for fa_strategy)")
     rho: Literal[RHO_NAMES] = "hard_sigmoid"  # type: ignore[valid-type]
     neuron: Literal[NEURON_MODELS] | None = Field(  # type: ignore[valid-type]
         None, description="gated | additive; default: the rule's (additive for forward_gradient, else gated)")
@@ -271,6 +277,10 @@ class RunParams(_Section):
             self.learning.cost = rule.default_cost
         if self.network.neuron is None:
             self.network.neuron = rule.default_neuron
+        if self.network.topology is None:
+            self.network.topology = rule.default_topology
+        if self.network.topology == "mixed_feedback" and self.network.feedback.routes is None:
+            self.network.feedback.routes = list(rule.feedback_routes(self))
         try:
             net = self.build_network()
         except ValueError as err:  # the model's own check; say which key it is about
@@ -331,7 +341,8 @@ class RunParams(_Section):
             n.layers, n.topology, rho=n.rho, neuron=n.neuron, clip_states=n.clip_states, cost=self.learning.cost,
             leak=n.leak,
             loop_kind=n.loop.kind, loop_init=n.loop.init, loop_scale=n.loop.scale,
-            feedback_init=n.feedback.init, feedback_scale=n.feedback.scale, projections=projections,
+            feedback_init=n.feedback.init, feedback_scale=n.feedback.scale,
+            feedback_routes=tuple(n.feedback.routes or ("direct", "above")), projections=projections,
         )
 
     def learning_rates(self, net: Network) -> dict[str, float]:

@@ -87,6 +87,7 @@ class RunLayout:
     loop_projections: tuple[str, ...]  # the projection coordinate of loop_alignment (and grad_alignment)
     dtype: str  # dtype of states, weights and biases (the run's dtype)
     grad_alignment: bool = False  # whether the file has grad_alignment(epoch, projection)
+    feedback_projections: tuple[str, ...] = ()  # the feedback coordinate of feedback_alignment
 
     @property
     def records_states(self) -> bool:
@@ -104,6 +105,7 @@ class EpochRecord:
     states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # pop → phase → (steps, probe, unit)
     loop_alignment: dict[str, float] = field(default_factory=dict)  # projection → degrees
     grad_alignment: dict[str, float] = field(default_factory=dict)  # projection → degrees
+    feedback_alignment: dict[str, float] = field(default_factory=dict)  # fixed feedback projection → degrees
     weights: dict[str, np.ndarray] | None = None  # a snapshot after this epoch: projection → (dst, src)
     biases: dict[str, np.ndarray] | None = None  # with the snapshot: population → (unit,)
 
@@ -182,6 +184,8 @@ class RunStore:
             dims.update({"step": len(lay.steps), "probe": len(lay.probe)})
         if lay.loop_projections:
             dims["projection"] = len(lay.loop_projections)
+        if lay.feedback_projections:
+            dims["feedback"] = len(lay.feedback_projections)
         f.dimensions = dims
         dtype, z = np.dtype(lay.dtype), self.filters
 
@@ -219,6 +223,14 @@ class RunStore:
                                       chunks=(256, len(lay.loop_projections)), fillvalue=np.nan)
                 _attrs(v, "degree", "gradient alignment", "angle between the learning rule's update and -dL/dW (exact, implicit "
                                     "differentiation at the free fixed point) on the probe samples (docs/model.md)")
+        if lay.feedback_projections:
+            v = f.create_variable("feedback", ("feedback",), h5py.string_dtype(),
+                                  data=np.array(lay.feedback_projections, dtype=object))
+            _attrs(v, None, "feedback projection", "fixed projection B feeding back along the learned forward path")
+            v = f.create_variable("feedback_alignment", ("epoch", "feedback"), "f8",
+                                  chunks=(256, len(lay.feedback_projections)), fillvalue=np.nan)
+            _attrs(v, "degree", "feedback alignment", "angle between B^T and the learned forward map from B's destination "
+                                "back to its source (docs/model.md); below 90 the forward weights align with B")
 
         for name, (src, dst) in lay.weights.items():
             shape = (lay.populations[dst], lay.populations[src])
@@ -314,10 +326,11 @@ class RunStore:
             for name in METRICS:
                 f[name][n] = rec.metrics[name]
             f["residual"][n] = [rec.residual.get(p, np.nan) for p in phases]
-            for var in ("loop_alignment", "grad_alignment"):
+            for var, dim in (("loop_alignment", "projection"), ("grad_alignment", "projection"),
+                             ("feedback_alignment", "feedback")):
                 values = getattr(rec, var)
                 if values and var in f:
-                    f[var][n] = [values.get(p, np.nan) for p in f["projection"].asstr()[:]]
+                    f[var][n] = [values.get(p, np.nan) for p in f[dim].asstr()[:]]
             it0, nb = f["iteration"].shape[0], len(rec.batch_loss)
             _resize(f, "iteration", it0 + nb)
             f["iteration"][it0:] = np.arange(it0 + 1, it0 + nb + 1)

@@ -12,6 +12,10 @@ Projection kinds:
 - ``fixed``: random at init (a named distribution), never trained;
 - ``tied``: :math:`W_p = W_q^\top` for the learned projection ``q`` named in ``tied_to``
   (symmetric feedback, as in Equilibrium Propagation).
+
+A projection may carry a ``tag``, appended to its name (``"h1_to_h2_below"``): a second
+projection between the same two populations, e.g. the fixed route *from the layer below* of
+the ``mixed_feedback`` topology beside the learned forward ``h1_to_h2``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ OUTPUT = "o"
 
 PROJECTION_KINDS = ("learned", "fixed", "tied")
 ProjectionKind = Literal[PROJECTION_KINDS]  # type: ignore[valid-type]
-TOPOLOGIES = ("loop", "symmetric", "random_feedback", "direct_feedback", "feedforward")
+TOPOLOGIES = ("loop", "symmetric", "random_feedback", "direct_feedback", "mixed_feedback", "feedforward")
+# the fixed feedback routes into a hidden layer h_i (seed 002): from the layer below (h_{i-1}),
+# directly from the output, from the layer above (h_{i+1}; for the top hidden layer that is o)
+FEEDBACK_ROUTES = ("below", "direct", "above")
 NEURON_MODELS = ("gated", "additive")
 INIT_DISTRIBUTIONS = (
     "glorot_uniform",
@@ -36,6 +43,7 @@ INIT_DISTRIBUTIONS = (
     "trinomial",
     "binomial",
     "sign_identity",
+    "unit_uniform",
 )
 
 
@@ -53,7 +61,7 @@ class Projection:
     """Synapses from ``src`` to ``dst``; see the module docstring for the kinds.
 
     ``init`` names the distribution drawn at initialisation and ``scale`` multiplies it
-    (ignored for ``tied``).
+    (ignored for ``tied``). ``tag`` tells apart two projections between the same populations.
     """
 
     src: str
@@ -62,14 +70,15 @@ class Projection:
     tied_to: str | None = None
     init: str = "glorot_uniform"
     scale: float = 1.0
+    tag: str | None = None
 
     @property
     def name(self) -> str:
-        return projection_name(self.src, self.dst)
+        return projection_name(self.src, self.dst, self.tag)
 
 
-def projection_name(src: str, dst: str) -> str:
-    return f"{src}_to_{dst}"
+def projection_name(src: str, dst: str, tag: str | None = None) -> str:
+    return f"{src}_to_{dst}" + (f"_{tag}" if tag else "")
 
 
 @dataclass(frozen=True)
@@ -186,6 +195,7 @@ def build_network(
     loop_scale: float = 1.0,
     feedback_init: str = "uniform",
     feedback_scale: float = 1.0,
+    feedback_routes: tuple[str, ...] = ("direct", "above"),
     projections: list[Projection] | None = None,
 ) -> Network:
     """Build a network from layer sizes ``[n_x, n_h1, …, n_hL, n_o]`` and a topology preset.
@@ -205,7 +215,7 @@ def build_network(
     if projections is None:
         projections = topology_projections(
             names, topology, loop_kind=loop_kind, loop_init=loop_init, loop_scale=loop_scale,
-            feedback_init=feedback_init, feedback_scale=feedback_scale,
+            feedback_init=feedback_init, feedback_scale=feedback_scale, feedback_routes=feedback_routes,
         )
     return Network(pops, tuple(projections), rho=rho, neuron=neuron, clip_states=clip_states, cost=cost)
 
@@ -219,8 +229,13 @@ def topology_projections(
     loop_scale: float = 1.0,
     feedback_init: str = "uniform",
     feedback_scale: float = 1.0,
+    feedback_routes: tuple[str, ...] = ("direct", "above"),
 ) -> list[Projection]:
-    """The projection list of a topology preset (docs/model.md), feed-forward projections first."""
+    """The projection list of a topology preset (docs/model.md), feed-forward projections first.
+
+    ``feedback_routes`` (``mixed_feedback`` only) lists the fixed routes into every hidden layer,
+    from :data:`FEEDBACK_ROUTES`; where two routes of the top hidden layer both come from the
+    output (``direct`` and ``above``) they are one projection."""
     if topology not in TOPOLOGIES:
         raise ValueError(f"topology = {topology!r} is not allowed; use one of {', '.join(TOPOLOGIES)}")
     forward = [Projection(a, b, "learned") for a, b in zip(names[:-1], names[1:])]
@@ -242,5 +257,21 @@ def topology_projections(
         return forward + [
             Projection(b, a, "fixed", init=feedback_init, scale=feedback_scale) for a, b in zip(names[1:-1], names[2:])
         ]
-    # direct_feedback
-    return forward + [Projection(OUTPUT, h, "fixed", init=feedback_init, scale=feedback_scale) for h in hidden]
+    fixed = dict(kind="fixed", init=feedback_init, scale=feedback_scale)
+    if topology == "direct_feedback":
+        return forward + [Projection(OUTPUT, h, **fixed) for h in hidden]
+    # mixed_feedback
+    unknown = [r for r in feedback_routes if r not in FEEDBACK_ROUTES]
+    if unknown or not feedback_routes or len(set(feedback_routes)) != len(feedback_routes):
+        raise ValueError(f"feedback.routes = {list(feedback_routes)}: give distinct routes from "
+                         f"{', '.join(FEEDBACK_ROUTES)}")
+    out = list(forward)
+    for k, h in enumerate(hidden):
+        above = hidden[k + 1] if k + 1 < len(hidden) else OUTPUT
+        if "below" in feedback_routes and k > 0:
+            out.append(Projection(hidden[k - 1], h, tag="below", **fixed))
+        if "direct" in feedback_routes:
+            out.append(Projection(OUTPUT, h, **fixed))
+        if "above" in feedback_routes and not (above == OUTPUT and "direct" in feedback_routes):
+            out.append(Projection(above, h, **fixed))
+    return out

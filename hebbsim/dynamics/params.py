@@ -55,12 +55,15 @@ def draw_weight(rng: np.random.Generator, dist: str, n_dst: int, n_src: int, sca
     - ``binomial``: values in {0, 1} with probability 1/2 each
     - ``sign_identity``: :math:`\pm I` (random sign per diagonal entry; rectangular
       shapes get the identity on the leading square block)
+    - ``unit_uniform``: :math:`U(-1, 1)` (with ``scale = 0.5``: seed 002's :math:`B \sim U(-\tfrac12, \tfrac12)`)
 
     and multiplied by ``scale``.
     """
     if dist in ("glorot_uniform", "uniform"):
         a = np.sqrt(6.0 / (n_src + n_dst))
         w = rng.uniform(-a, a, size=(n_dst, n_src))
+    elif dist == "unit_uniform":
+        w = rng.uniform(-1.0, 1.0, size=(n_dst, n_src))
     elif dist == "kaiming_uniform":
         a = np.sqrt(6.0 / n_src)
         w = rng.uniform(-a, a, size=(n_dst, n_src))

@@ -46,13 +46,25 @@ def _bias_grads(net: Network, pos: States, neg: States, b, n) -> dict:
     return {f"b_{pop.name}": -(pos[pop.name] - neg[pop.name]).sum(axis=0) / (b * n) for pop in net.dynamic_populations}
 
 
-def ep_chl(net: Network, free: States, nudged: States, beta, minus: States | None = None, mask=None) -> dict:
-    """Gradient estimate of ``ep_chl``: pre-synaptic free rate × change of the post-synaptic rate."""
-    free, pos, neg, b, n = _contrast(free, nudged, beta, minus, mask)
-    scale = -1.0 / (b * n)  # applied to the small (batch, n_post) factor, not the product
-    grads = {f"W_{p.name}": ((pos[p.dst] - neg[p.dst]) * scale).T @ free[p.src] for p in net.learned}
-    grads.update(_bias_grads(net, pos, neg, b, n))
+def delta_rule(net: Network, pre: States, deltas: States, mask=None) -> dict:
+    r"""The descent direction of a post-synaptic error :math:`\delta` (one per population) times the
+    pre-synaptic rate, batch mean: :math:`g_{W_p} = \langle \delta_\mathrm{dst}\, \mathrm{pre}_\mathrm{src}^\top\rangle`,
+    :math:`g_{b_j} = \langle\delta_j\rangle`."""
+    if mask is None:
+        n = next(iter(deltas.values())).shape[0]
+    else:
+        deltas, n = {k: v * mask[:, None] for k, v in deltas.items()}, mask.sum()
+    grads = {f"W_{p.name}": (deltas[p.dst] / n).T @ pre[p.src] for p in net.learned}  # scale the small factor
+    grads.update({f"b_{pop.name}": deltas[pop.name].sum(axis=0) / n for pop in net.dynamic_populations})
     return grads
+
+
+def ep_chl(net: Network, free: States, nudged: States, beta, minus: States | None = None, mask=None) -> dict:
+    r"""Gradient estimate of ``ep_chl``: pre-synaptic free rate × change of the post-synaptic rate,
+    i.e. :func:`delta_rule` with :math:`\delta = -(\rho(s^\beta) - \rho(s^0))/\beta`."""
+    free, pos, neg, b, _ = _contrast(free, nudged, beta, minus, None)
+    deltas = {k: (pos[k] - neg[k]) * (-1.0 / b) for k in pos if k in neg and pos[k] is not neg[k]}
+    return delta_rule(net, free, deltas, mask)
 
 
 def ep_chl_classic(net: Network, free: States, nudged: States, beta, minus: States | None = None,

@@ -57,14 +57,16 @@ class Rule(ABC):
     """A learning rule (abstract: subclasses set :attr:`name` and implement :meth:`batch`).
 
     Class attributes a rule may set: ``config`` (the pydantic model of its own
-    ``[learning.<name>]`` table, or ``None``), ``default_neuron`` and ``default_cost`` (what
-    ``network.neuron`` and ``learning.cost`` default to under this rule).
+    ``[learning.<name>]`` table, or ``None``), ``default_neuron``, ``default_cost`` and
+    ``default_topology`` (what ``network.neuron``, ``learning.cost`` and ``network.topology``
+    default to under this rule).
     """
 
     name: ClassVar[str]
     config: ClassVar[type["BaseModel"] | None] = None
     default_neuron: ClassVar[str] = "gated"
     default_cost: ClassVar[str] = "state_mse"
+    default_topology: ClassVar[str] = "loop"
 
     def __init__(self, cfg: "RunParams", net: Network):
         self.cfg, self.net = cfg, net
@@ -82,6 +84,11 @@ class Rule(ABC):
         return 1
 
     @classmethod
+    def feedback_routes(cls, cfg: "RunParams") -> tuple[str, ...]:
+        """The routes of a ``mixed_feedback`` network when ``network.feedback.routes`` is not given."""
+        return ("direct", "above")
+
+    @classmethod
     def check(cls, cfg: "RunParams", net: Network) -> None:
         """Refuse settings this rule cannot run (raise ``ValueError`` naming the key and the fix)."""
 
@@ -95,6 +102,11 @@ class Rule(ABC):
         """Learning rates of the learned state's arrays, given the parameters' ``rates``."""
         return {}
 
+    def inference_params(self, params: Params) -> Params:
+        """The parameters of the network that infers: the free phase of training, evaluation and
+        the probes relax it. The network as it is, unless a rule silences part of it."""
+        return params
+
     # -- per batch --------------------------------------------------------------------------------
     def draw(self, rng: np.random.Generator, batch_size: int, dtype) -> dict:
         """Host-side randomness of one batch, drawn for the full ``batch_size`` (so that both
@@ -104,6 +116,11 @@ class Rule(ABC):
     def unpad_draws(self, draws: dict, n: int) -> dict:
         """The draws of the first ``n`` samples (an unpadded short last batch)."""
         return draws
+
+    def nudged_phases(self, system: ClampedSystem, params: Params, x, target, free: States, beta) -> dict:
+        """The phases after the free one whose probe states the run records, by name
+        (:class:`hebbsim.rules.contrastive.NudgedPhase`); none unless a rule has them."""
+        return {}
 
     @abstractmethod
     def batch(self, system: ClampedSystem, params: Params, state: RuleState, x, target, init: States, draws: dict,
@@ -116,4 +133,4 @@ class Rule(ABC):
         """After a traced batch reported a non-finite ``phase`` (``finite``: that phase's flag per
         population): replay it eagerly and return (step, population). The default replays the
         free phase."""
-        return engine.locate_divergence(params, init, x, self.cfg.dynamics.free_steps)
+        return engine.locate_divergence(self.inference_params(params), init, x, self.cfg.dynamics.free_steps)

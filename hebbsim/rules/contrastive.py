@@ -1,13 +1,16 @@
-r"""The contrastive (Equilibrium Propagation) rules' common part: a free phase, a nudged phase
-with :math:`\beta` (and one with :math:`-\beta` under ``dynamics.symmetric_nudging``), then a
-local estimator of the rates of the phases (:mod:`hebbsim.dynamics.plasticity`).
+r"""The contrastive rules' common part: a free phase, a nudged phase with :math:`\beta` (and one
+with :math:`-\beta` under ``dynamics.symmetric_nudging``), then a local estimator of the rates of
+the phases (:mod:`hebbsim.dynamics.plasticity`).
 
 A concrete rule is a subclass that names itself and its estimator; see :mod:`.ep_chl` and
-:mod:`.ep_chl_classic`.
+:mod:`.ep_chl_classic`. The Equilibrium Propagation rules nudge the output of the network as it
+is; the feedback-alignment family (:mod:`.feedback`) overrides :meth:`ContrastiveRule.nudged_phases`
+to run its nudged phase on a network whose forward drive is held.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -15,8 +18,18 @@ import numpy as np
 from ..dynamics import rhs
 from ..dynamics.params import Params
 from ..simulate.engines.base import ClampedSystem, States
-from ..simulate.phases import free_phase, nudged_phase
+from ..simulate.phases import free_phase
 from .base import BatchResult, Rule, RuleState
+
+
+@dataclass
+class NudgedPhase:
+    """How to run one nudged phase from the free states: ``system.relax(free, nudge_steps,
+    beta=beta, target=target)``."""
+
+    system: ClampedSystem
+    beta: float
+    target: object = None
 
 
 class ContrastiveRule(Rule):
@@ -34,18 +47,35 @@ class ContrastiveRule(Rule):
         beta = dyn.beta * (rng.choice((-1.0, 1.0)) if dyn.random_sign_beta else 1.0)
         return {"beta": float(beta)}
 
+    # -- the phases -----------------------------------------------------------------------------
+    def nudged_phases(self, system: ClampedSystem, params: Params, x, target, free: States,
+                      beta) -> dict[str, NudgedPhase]:
+        """The nudged phase(s) of a batch whose free phase ran on ``system`` and ended in ``free``:
+        EP pulls the output of the same network towards ``target`` with strength ±β."""
+        out = {"nudged": NudgedPhase(system, beta, target)}
+        if self.cfg.dynamics.symmetric_nudging:
+            out["nudged_minus"] = NudgedPhase(system, -beta, target)
+        return out
+
+    def post_rates(self, states: States, x) -> States:
+        """The activities the estimator contrasts: every population's rate (the input's is ``x``)."""
+        return rhs.rates(self.net, states, x)
+
+    def estimate(self, x, phases: dict[str, States], beta, mask=None) -> dict:
+        """The descent direction from the final states of every phase."""
+        rates = {k: self.post_rates(s, x) for k, s in phases.items()}
+        return type(self).estimator(self.net, rates["free"], rates["nudged"], beta, rates.get("nudged_minus"),
+                                    mask=mask)
+
     def batch(self, system: ClampedSystem, params: Params, state: RuleState, x, target, init: States, draws: dict,
               mask=None) -> BatchResult:
         dyn = self.cfg.dynamics
         beta = draws["beta"]
         phases = {"free": free_phase(system, init, dyn.free_steps, dyn.tol)}
-        phases["nudged"] = nudged_phase(system, phases["free"].states, target, beta, dyn.nudge_steps)
-        if dyn.symmetric_nudging:
-            phases["nudged_minus"] = nudged_phase(system, phases["free"].states, target, -beta, dyn.nudge_steps,
-                                                  "nudged_minus")
-        rates = {k: rhs.rates(self.net, r.states, system.x) for k, r in phases.items()}
-        grads = type(self).estimator(self.net, rates["free"], rates["nudged"], beta, rates.get("nudged_minus"),
-                                     mask=mask)
+        for name, nudged in self.nudged_phases(system, params, x, target, phases["free"].states, beta).items():
+            phases[name] = nudged.system.relax(phases["free"].states, dyn.nudge_steps, beta=nudged.beta,
+                                               target=nudged.target, phase=name)
+        grads = self.estimate(system.x, {k: r.states for k, r in phases.items()}, beta, mask)
         return BatchResult(grads, phases)
 
     def locate_divergence(self, engine, params: Params, phase: str, x, target, init: States, draws: dict,
@@ -53,6 +83,8 @@ class ContrastiveRule(Rule):
         dyn = self.cfg.dynamics
         if phase == "free":
             return super().locate_divergence(engine, params, phase, x, target, init, draws, finite)
-        free = engine.clamp(params, x).relax(init, dyn.free_steps, tol=dyn.tol).states
-        sign = -1.0 if phase == "nudged_minus" else 1.0
-        return engine.locate_divergence(params, free, x, dyn.nudge_steps, sign * float(draws["beta"]), target)
+        system = engine.clamp(self.inference_params(params), x)
+        free = system.relax(init, dyn.free_steps, tol=dyn.tol).states
+        nudged = self.nudged_phases(system, params, x, target, free, float(draws["beta"]))[phase]
+        return engine.locate_divergence(nudged.system.params, free, x, dyn.nudge_steps, nudged.beta, nudged.target,
+                                        getattr(nudged.system, "extra", None))

@@ -60,18 +60,21 @@ class ProbeRecorder:
             if self.phases else np.arange(0)
         self.beta = dyn.beta
 
-    def record(self, engine: Engine, params: Params) -> dict[str, dict[str, np.ndarray]]:
-        """States ``pop → phase → (steps of the phase, probe, unit)`` with the current parameters."""
+    def record(self, rule, engine: Engine, params: Params) -> dict[str, dict[str, np.ndarray]]:
+        """States ``pop → phase → (steps of the phase, probe, unit)`` with the current parameters,
+        in the phases ``rule`` runs (its nudged phases at ``+dynamics.beta``)."""
         if not self.phases:
             return {}
         n = len(self.index)
-        system = engine.clamp(params, self.x.astype(engine.dtype))
+        x = self.x.astype(engine.dtype)
+        system = engine.clamp(rule.inference_params(params), x)
         target = one_hot(self.labels, self.net.sizes[OUTPUT], engine.dtype)
         out: dict[str, dict[str, np.ndarray]] = {pop: {} for pop in self.populations}
         free = self._phase(system, rhs.zero_states(self.net, n, engine.dtype), "free", 0.0, None, out)
-        for phase, sign in (("nudged", 1.0), ("nudged_minus", -1.0)):
+        nudged = rule.nudged_phases(system, params, x, target, free, self.beta) if self.phases != ("free",) else {}
+        for phase, how in nudged.items():
             if phase in self.phases:
-                self._phase(system, free, phase, sign * self.beta, target, out)
+                self._phase(how.system, free, phase, how.beta, how.target, out)
         return out
 
     def _phase(self, system: ClampedSystem, start: States, phase: str, beta: float, target, out) -> States:
@@ -94,7 +97,7 @@ class ProbeRecorder:
 
 
 def run_layout(cfg: RunParams, net: Network, probes: ProbeRecorder, loop_projections: tuple[str, ...],
-               params: Params) -> RunLayout:
+               params: Params, feedback_projections: tuple[str, ...] = ()) -> RunLayout:
     """The fixed part of this run's file."""
     return RunLayout(
         populations=dict(net.sizes),
@@ -110,5 +113,6 @@ def run_layout(cfg: RunParams, net: Network, probes: ProbeRecorder, loop_project
         loop_projections=loop_projections,
         dtype=cfg.dynamics.dtype,
         grad_alignment=cfg.record.grad_alignment,
+        feedback_projections=feedback_projections,
     )
 

@@ -28,7 +28,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..analysis.alignment import loop_alignment, loop_paths
+from ..analysis.alignment import feedback_alignment, feedback_paths, loop_alignment, loop_paths
 from ..data.checkpoint import checkpoint_digest, checkpoint_path, save_checkpoint
 from ..data.datasets import Dataset, load_dataset
 from ..data.params import RunParams, load_params
@@ -59,17 +59,16 @@ def _subset(data: Dataset, cfg: RunParams) -> Dataset:
                    data.n_classes)
 
 
-def _grad_alignment(cfg: RunParams, net, engine, params, probes) -> dict[str, float]:
+def _grad_alignment(cfg: RunParams, rule, engine, params, probes) -> dict[str, float]:
     """Gradient alignment on the probe samples (docs/model.md; contrastive rules; empty unless asked for)."""
-    rule = rule_class(cfg.learning.rule)
-    if not cfg.record.grad_alignment or not issubclass(rule, ContrastiveRule) or not len(probes.index):
+    if not cfg.record.grad_alignment or not isinstance(rule, ContrastiveRule) or not len(probes.index):
         return {}
-    from ..analysis.gradients import ep_gradient_alignment  # imports JAX: only when asked for
+    from ..analysis.gradients import gradient_alignment  # imports JAX: only when asked for
 
     dyn = cfg.dynamics
-    d = one_hot(probes.labels, net.sizes[OUTPUT], engine.dtype)
-    return ep_gradient_alignment(net, engine, params, probes.x.astype(engine.dtype), d, rule.estimator,
-                                 dyn.beta, 10 * (dyn.eval_steps or dyn.free_steps), dyn.nudge_steps)
+    d = one_hot(probes.labels, rule.net.sizes[OUTPUT], engine.dtype)
+    return gradient_alignment(rule, engine, params, probes.x.astype(engine.dtype), d, dyn.beta,
+                              10 * (dyn.eval_steps or dyn.free_steps), dyn.nudge_steps)
 
 
 def _refuse_existing(store: RunStore, ckpt: Path) -> None:
@@ -164,6 +163,7 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
     x_train, x_test = data.x_train.astype(dtype), data.x_test.astype(dtype)
     probes = ProbeRecorder(cfg, net, data)
     cycles = loop_paths(net)
+    feedback = feedback_paths(net)
     rec = cfg.record
     ckpt = checkpoint_path(store.path)
 
@@ -176,7 +176,7 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
         except OSError as err:  # e.g. a directory in its place
             raise HebbsimError(f"cannot remove the old checkpoint {ckpt}: {err.strerror}; remove it by hand") from None
         projections = tuple(p.name for p in net.learned) if rec.grad_alignment else tuple(cycles)
-        store.create(run_layout(cfg, net, probes, projections, model),
+        store.create(run_layout(cfg, net, probes, projections, model, tuple(feedback)),
                      provenance(cfg.to_toml(), engine.name, dtype.name, cfg.learning.seed), model.weights,
                      model.biases)
     else:
@@ -218,9 +218,10 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
             metrics=metrics,
             residual=stats.residual,
             batch_loss=stats.batch_loss,
-            states=probes.record(engine, model),
+            states=probes.record(trainer.rule, engine, model),
             loop_alignment=loop_alignment(net, model, cycles),
-            grad_alignment=_grad_alignment(cfg, net, engine, model, probes),
+            grad_alignment=_grad_alignment(cfg, trainer.rule, engine, model, probes),
+            feedback_alignment=feedback_alignment(net, model, feedback),
             weights=model.weights if snapshot else None,
             biases=model.biases if snapshot else None,
         ), {**attrs, "end_time": now(), "checkpoint_digests": " ".join(digests)})

@@ -45,10 +45,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..analysis.rundata import RUN_DIMS as RUN_FILE_DIMS
 from ..data.params import ParameterError, RunParams, validate_params
 
-RUN_DIMS = {"epoch", "phase", "step", "probe", "projection", "iteration", "snapshot", "time", "point", "status",
-            "attempts", "wall_time"}
+RUN_DIMS = set(RUN_FILE_DIMS) | {"time", "point", "status", "attempts", "wall_time"}
 """Names in run files and sweep Datasets (dimensions, coordinates, per-point variables): a swept
 dimension never takes one."""
 

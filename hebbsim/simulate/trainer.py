@@ -48,7 +48,7 @@ def batch_update(rule: Rule, optimizer: Optimizer, engine: Engine, params: Param
     traced) each phase's finiteness flags. ``mask`` marks real samples in a padded batch.
     """
     net = rule.net
-    system = engine.clamp(params, x)
+    system = engine.clamp(rule.inference_params(params), x)
     xp = xp_of(system.x)
     if init is None:
         init = {p.name: xp.zeros((x.shape[0], p.size), dtype=system.x.dtype) for p in net.dynamic_populations}
@@ -296,7 +296,7 @@ class Trainer:
             n = len(xb)
             if self.compiled and len(x) > bs:  # one compiled shape for every batch
                 xb = _pad(xb, bs)
-            system = self.engine.clamp(params, xb)
+            system = self.engine.clamp(self.rule.inference_params(params), xb)
             free = free_phase(system, rhs.zero_states(self.net, len(xb), self.engine.dtype), steps, dyn.tol)
             s_o = np.asarray(free.states[OUTPUT])[:n]
             n_wrong += int(np.sum(rho(s_o, self.net.rho).argmax(axis=-1) != yb))

@@ -74,11 +74,11 @@ def test_numba_and_jax_runs_have_the_same_schema(tiny_run):
 
 
 def test_grad_alignment_is_the_rules_angle_to_the_exact_gradient_on_the_probes(tiny_run):
-    from hebbsim.analysis.gradients import ep_gradient_alignment
+    from hebbsim.analysis.gradients import gradient_alignment
     from hebbsim.data.params import load_params
     from hebbsim.dynamics.loss import one_hot
     from hebbsim.dynamics.params import Params
-    from hebbsim.dynamics.plasticity import ep_chl
+    from hebbsim.rules import make_rule
 
     p = tiny_run(learning__epochs=2, record__grad_alignment=True, record__weights_every=1)
     ds = hebbsim.run(p, progress=False, log=None)
@@ -94,8 +94,7 @@ def test_grad_alignment_is_the_rules_angle_to_the_exact_gradient_on_the_probes(t
     params = Params({k: last[f"weight_{k}"].values for k in ("x_to_h1", "h1_to_o", "o_to_h1")},
                     {k: last[f"bias_{k}"].values for k in ("h1", "o")})
     dyn = cfg.dynamics
-    want = ep_gradient_alignment(net, make_engine("numba", net, dyn.dt), params, ds.probe_input.values,
-                                 one_hot(ds.probe_label.values, 10), ep_chl, dyn.beta, 10 * dyn.free_steps,
-                                 dyn.nudge_steps)
+    want = gradient_alignment(make_rule(cfg, net), make_engine("numba", net, dyn.dt), params, ds.probe_input.values,
+                              one_hot(ds.probe_label.values, 10), dyn.beta, 10 * dyn.free_steps, dyn.nudge_steps)
     for name, angle in want.items():
         assert float(got.sel(projection=name)) == pytest.approx(angle, abs=1e-6)

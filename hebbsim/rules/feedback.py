@@ -1,0 +1,212 @@
+r"""The feedback-alignment family in continuous time, and its discrete form (seed 002; docs/rules.md,
+*Feedback alignment*).
+
+The network is a feed-forward chain of learned projections :math:`x \to h_1 \to \dots \to h_L \to o`
+plus fixed random *feedback routes* into the hidden layers (the network's ``fixed`` projections:
+from the layer above, directly from the output, or from the layer below — see the
+``random_feedback``, ``direct_feedback`` and ``mixed_feedback`` topologies). A hidden layer with
+:math:`m_i` routes weighs each by :math:`w_i = 1/m_i`: its error signal :math:`F_i` is the
+*average* of what its routes carry.
+
+**Free phase.** The network infers with its feedback silent (:meth:`FeedbackRule.inference_params`),
+i.e. it is the feed-forward network; with ``additive`` neurons its fixed point is the forward pass,
+:math:`s_j^0 = r_j a_j`, :math:`a_j = \sum_p W_p\,\rho(s^0_{\mathrm{src}}) + b_j`.
+
+**Nudged phase.** From the free states, every population keeps its forward drive :math:`a_j`
+(held: the forward weights do not carry the error) and the error enters through the routes:
+
+.. math::
+
+    \frac{ds_j}{dt} = g_j(s_j)\Big(a_j + w_j \sum_{\text{live routes } p} B_p\big(\rho(s_\mathrm{src}) - \rho(s^0_\mathrm{src})\big)
+                      - \beta\, w_j \sum_{\text{routes } p \text{ from } o} B_p\, u_j\Big) - \frac{s_j}{r_j},
+    \qquad \frac{ds_o}{dt} = g_o(s_o)\big(a_o - \beta e\big) - \frac{s_o}{r_o}
+
+with :math:`e = \partial C/\partial s_o` at the free state (the output error). Routes between
+hidden layers are *live*: they carry the deviation of their source's rate from the free one, so
+the error travels layer by layer as the phase relaxes. Routes from the output carry a held
+current: :math:`u_j = e` (FA, DFA, strategies), the layer's own auxiliary error :math:`e_j`
+(auxiliary errors), or the one-hot target :math:`d` (DRTP).
+
+**Update.** The ``ep_chl`` contrast (seed 000, eq. 14), :math:`g_{W_p} = -\frac{1}{\beta}
+(\nu_\mathrm{dst}^\beta - \nu_\mathrm{dst}^0)\,\rho(s^0_\mathrm{src})^\top`, with :math:`\nu` the
+rate of a hidden layer and the *state* of the output (the cost is a function of the output state,
+so its state change is the error itself).
+
+**Discrete form.** For additive neurons with leak 1 and :math:`\beta \to 0` the deviations solve
+:math:`\Delta s_o = -\beta e` and :math:`\Delta\rho(s_j) = -\beta \delta_j` with
+
+.. math::  \delta_o = e, \qquad
+           \delta_j = \rho'(a_j) \odot w_j \Big(\sum_{\text{live } p} B_p \delta_\mathrm{src} + \sum_{p \text{ from } o} B_p u_j\Big),
+
+so :math:`g_{W_p} = \delta_\mathrm{dst}\,\rho(a_\mathrm{src})^\top`: FA, DFA, DRTP and the averaged
+strategies exactly as the discrete literature writes them. :meth:`FeedbackRule.discrete_deltas`
+computes it from the forward pass; on ``dynamics.engine = "reference"`` (which computes forward
+passes exactly) the rule uses it instead of the nudged phase, so the discrete references train
+with the same trainer into the same run file.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..dynamics import rhs
+from ..dynamics.loss import cost_gradient
+from ..dynamics.network import OUTPUT, Network
+from ..dynamics.nonlinearities import rho_prime, xp_of
+from ..dynamics.params import Params
+from ..dynamics.plasticity import delta_rule, ep_chl
+from ..simulate.engines.base import ClampedSystem, States
+from ..simulate.phases import free_phase
+from .base import BatchResult, RuleState
+from .contrastive import ContrastiveRule, NudgedPhase
+
+REFERENCE_ENGINE = "reference"
+
+
+def forward_chain(net: Network) -> bool:
+    """True when the learned projections are exactly the chain x → h1 → … → hL → o."""
+    names = [p.name for p in net.populations]
+    chain = {(a, b) for a, b in zip(names[:-1], names[1:])}
+    learned = {(p.src, p.dst) for p in net.learned if p.tag is None}
+    return learned == chain and len(net.learned) == len(chain)
+
+
+class FeedbackRule(ContrastiveRule):
+    """A member of the feedback-alignment family: the routes come from the network's fixed
+    projections; subclasses say what the routes from the output carry (:meth:`output_signal`)."""
+
+    default_neuron = "additive"
+    estimator = staticmethod(ep_chl)
+    # what a route from the output carries: "error" (e), "target" (d, DRTP)
+    output_signal: ClassVar[str] = "error"
+
+    @classmethod
+    def check(cls, cfg, net: Network) -> None:
+        topology = cfg.network.topology
+        if not forward_chain(net):
+            raise ValueError(f"learning.rule = {cls.name!r} trains a feed-forward chain x → h1 → … → o of learned "
+                             f"projections; network.topology = {topology!r} has others (use "
+                             f"network.topology = {cls.default_topology!r})")
+        bad = [p.name for p in net.projections if p.kind == "tied" or (p.kind == "fixed" and p.dst == OUTPUT)]
+        if bad:
+            raise ValueError(f"learning.rule = {cls.name!r}: the projections {', '.join(bad)} are not feedback routes "
+                             f"into hidden layers (use network.topology = {cls.default_topology!r})")
+        silent = [h for h in net.hidden if not any(p.kind == "fixed" for p in net.projections_into(h))]
+        if silent:
+            raise ValueError(f"learning.rule = {cls.name!r}: the hidden layers {', '.join(silent)} receive no feedback "
+                             f"route and would never learn (use network.topology = {cls.default_topology!r})")
+
+    @classmethod
+    def phases(cls, cfg) -> tuple[str, ...]:
+        """The contrastive phases; only the free one (the forward pass) on the reference engine."""
+        return ("free",) if cfg.dynamics.engine == REFERENCE_ENGINE else super().phases(cfg)
+
+    # -- the network in each phase ----------------------------------------------------------------
+    def inference_params(self, params: Params) -> Params:
+        """The feed-forward network: every feedback route silenced."""
+        weights = dict(params.weights)
+        for p in self.net.projections:
+            if p.kind == "fixed":
+                weights[p.name] = weights[p.name] * 0.0
+        return Params(weights, params.biases)
+
+    def _routes(self, dst: str):
+        return [p for p in self.net.projections_into(dst) if p.kind == "fixed"]
+
+    def route_weight(self, dst: str) -> float:
+        """:math:`w_j = 1/m_j`: the error signal of a layer is the average of its routes."""
+        routes = self._routes(dst)
+        return 1.0 / len(routes) if routes else 0.0
+
+    def output_signals(self, params: Params, free_rates: States, e, target) -> States:
+        r""":math:`u_j` for every hidden layer with a route from the output."""
+        signal = e if self.output_signal == "error" else target
+        return {h: signal for h in self.net.hidden}
+
+    def nudged_phases(self, system: ClampedSystem, params: Params, x, target, free: States,
+                      beta) -> dict[str, NudgedPhase]:
+        r"""The nudged phase(s): forward drive held at the free states, feedback routes live, the
+        error held on the output and on the routes from it."""
+        net = self.net
+        engine = system.engine
+        rates = rhs.rates(net, free, system.x)
+        e = cost_gradient(net, free[OUTPUT], target)
+        signals = self.output_signals(params, rates, e, target)
+        xp = xp_of(e)
+        # the network of the nudged phase: only the live routes are projections, scaled by w_j
+        weights = {}
+        for p in net.projections:
+            w = params.weight(p)
+            live = p.kind == "fixed" and p.src != OUTPUT
+            weights[p.name] = w * self.route_weight(p.dst) if live else w * 0.0
+        biases = {k: b * 0.0 for k, b in params.biases.items()}
+        nudge_params = Params(weights, biases)
+        drive = {}  # the held forward drive, minus what the live routes carry at the free states
+        for pop in net.dynamic_populations:
+            j = pop.name
+            a = xp.broadcast_to(params.biases[j], free[j].shape)
+            for p in net.projections_into(j):
+                if p.kind == "learned":
+                    a = a + rates[p.src] @ params.weight(p).T
+                elif p.src != OUTPUT:
+                    a = a - self.route_weight(j) * (rates[p.src] @ params.weight(p).T)
+            drive[j] = a
+        held_error = {OUTPUT: e}
+        for j in net.hidden:
+            from_output = [p for p in self._routes(j) if p.src == OUTPUT]
+            if from_output:
+                held_error[j] = self.route_weight(j) * sum(signals[j] @ params.weight(p).T for p in from_output)
+
+        def phase(b) -> NudgedPhase:
+            extra = {j: drive[j] - b * held_error[j] if j in held_error else drive[j] for j in drive}
+            return NudgedPhase(engine.clamp(nudge_params, x, extra), 0.0, None)
+
+        out = {"nudged": phase(beta)}
+        if self.cfg.dynamics.symmetric_nudging:
+            out["nudged_minus"] = phase(-beta)
+        return out
+
+    def post_rates(self, states: States, x) -> States:
+        """Rates of the hidden layers, the *state* of the output."""
+        out = rhs.rates(self.net, states, x)
+        out[OUTPUT] = states[OUTPUT]
+        return out
+
+    # -- the discrete form --------------------------------------------------------------------------
+    def discrete_deltas(self, params: Params, free: States, x, target, iterations: int | None = None) -> States:
+        r""":math:`\delta_j` of every population from the forward pass ``free`` (module docstring).
+
+        Routes from the layer above make the deltas a top-down sweep, routes from below a
+        bottom-up one; with both the deltas are a linear fixed point, found by ``iterations``
+        Jacobi sweeps (default: one per hidden layer, exact without such cycles; 200 with them)."""
+        net = self.net
+        rates = rhs.rates(net, free, x)
+        e = cost_gradient(net, free[OUTPUT], target)
+        signals = self.output_signals(params, rates, e, target)
+        routes = {h: self._routes(h) for h in net.hidden}
+        if iterations is None:
+            cyclic = any(p.tag == "below" for rs in routes.values() for p in rs) and any(
+                p.src in net.hidden and p.tag is None for rs in routes.values() for p in rs)
+            iterations = 200 if cyclic else len(net.hidden)
+        deltas = {OUTPUT: e}
+        deltas.update({h: free[h] * 0.0 for h in net.hidden})
+        for _ in range(iterations):
+            new = {OUTPUT: e}
+            for h in net.hidden:
+                f = 0.0
+                for p in routes[h]:
+                    u = signals[h] if p.src == OUTPUT else deltas[p.src]
+                    f = f + u @ params.weight(p).T
+                new[h] = rho_prime(free[h], net.rho) * (self.route_weight(h) * f)
+            deltas = new
+        return deltas
+
+    def batch(self, system: ClampedSystem, params: Params, state: RuleState, x, target, init: States, draws: dict,
+              mask=None) -> BatchResult:
+        if system.engine.name != REFERENCE_ENGINE:
+            return super().batch(system, params, state, x, target, init, draws, mask)
+        free = free_phase(system, init, self.cfg.dynamics.free_steps)
+        deltas = self.discrete_deltas(params, free.states, system.x, target)
+        grads = delta_rule(self.net, rhs.rates(self.net, free.states, system.x), deltas, mask)
+        return BatchResult(grads, {"free": free})
+
