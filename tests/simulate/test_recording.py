@@ -14,6 +14,7 @@ from hebbsim.dynamics.params import init_params
 from hebbsim.errors import HebbsimError
 from hebbsim.simulate.engines import make_engine
 from hebbsim.simulate.recording import ProbeRecorder, choose_probes, step_grid
+from hebbsim.rules import make_rule
 
 
 def test_probe_states_are_the_phases_relaxed_in_one_go_at_every_recorded_step(tiny_run):
@@ -22,7 +23,7 @@ def test_probe_states_are_the_phases_relaxed_in_one_go_at_every_recorded_step(ti
     rec = ProbeRecorder(cfg, net, load_dataset("digits"))
     engine = make_engine("numba", net, cfg.dynamics.dt)
     params = init_params(net, 0)
-    out = rec.record(engine, params)
+    out = rec.record(make_rule(cfg, net), engine, params)
     assert list(rec.steps) == [0, 3, 6, 9, 12, 15, 18, 20]  # every 3 steps, plus the free phase's last (20)
     assert set(out) == {"h1", "o"} and set(out["o"]) == {"free", "nudged", "nudged_minus"}
     system = engine.clamp(params, rec.x)
