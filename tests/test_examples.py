@@ -25,7 +25,7 @@ def test_explore_run_plots_a_run(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rule", ["fa", "dfa", "drtp", "fa_strategy"])
+@pytest.mark.parametrize("rule", ["fa", "dfa", "drtp", "fa_strategy", "f3"])
 def test_the_digits_example_of_each_feedback_rule_reaches_ten_percent_in_a_minute(rule, tmp_path):
     import time
 

@@ -13,7 +13,7 @@ learned part) stepped by the same optimizer as the weights.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import numpy as np
@@ -47,6 +47,7 @@ class BatchResult:
 
     grads: dict
     phases: dict[str, Relaxation]
+    buffers: dict = field(default_factory=dict)  # new rows of the rule's per-sample buffers, by name
 
     @property
     def free(self) -> Relaxation:
@@ -98,6 +99,13 @@ class Rule(ABC):
         the network's parameters)."""
         return RuleState()
 
+    def sample_buffers(self) -> dict[str, tuple[int, ...]]:
+        """The rule's per-training-sample buffers: name → shape of one sample's row. The trainer
+        keeps them (zeros at the start, saved in the checkpoint as ``buffer/<name>``), hands a
+        batch's rows to :meth:`batch` as ``draws["buffer/<name>"]`` and stores the rows the
+        batch returns in :attr:`BatchResult.buffers` for the next time the samples are seen."""
+        return {}
+
     def state_learning_rates(self, rates: dict[str, float]) -> dict[str, float]:
         """Learning rates of the learned state's arrays, given the parameters' ``rates``."""
         return {}
@@ -117,9 +125,11 @@ class Rule(ABC):
         """The draws of the first ``n`` samples (an unpadded short last batch)."""
         return draws
 
-    def nudged_phases(self, system: ClampedSystem, params: Params, x, target, free: States, beta) -> dict:
+    def nudged_phases(self, system: ClampedSystem, params: Params, x, target, free: States, beta,
+                      draws: dict | None = None) -> dict:
         """The phases after the free one whose probe states the run records, by name
-        (:class:`hebbsim.rules.contrastive.NudgedPhase`); none unless a rule has them."""
+        (:class:`hebbsim.rules.contrastive.NudgedPhase`); none unless a rule has them. ``draws``
+        are the batch's (``None`` for probe samples)."""
         return {}
 
     @abstractmethod

@@ -49,7 +49,7 @@ class ContrastiveRule(Rule):
 
     # -- the phases -----------------------------------------------------------------------------
     def nudged_phases(self, system: ClampedSystem, params: Params, x, target, free: States,
-                      beta) -> dict[str, NudgedPhase]:
+                      beta, draws: dict | None = None) -> dict[str, NudgedPhase]:
         """The nudged phase(s) of a batch whose free phase ran on ``system`` and ended in ``free``:
         EP pulls the output of the same network towards ``target`` with strength ±β."""
         out = {"nudged": NudgedPhase(system, beta, target)}
@@ -72,7 +72,8 @@ class ContrastiveRule(Rule):
         dyn = self.cfg.dynamics
         beta = draws["beta"]
         phases = {"free": free_phase(system, init, dyn.free_steps, dyn.tol)}
-        for name, nudged in self.nudged_phases(system, params, x, target, phases["free"].states, beta).items():
+        for name, nudged in self.nudged_phases(system, params, x, target, phases["free"].states, beta,
+                                               draws).items():
             phases[name] = nudged.system.relax(phases["free"].states, dyn.nudge_steps, beta=nudged.beta,
                                                target=nudged.target, phase=name)
         grads = self.estimate(system.x, {k: r.states for k, r in phases.items()}, beta, mask)
@@ -85,6 +86,6 @@ class ContrastiveRule(Rule):
             return super().locate_divergence(engine, params, phase, x, target, init, draws, finite)
         system = engine.clamp(self.inference_params(params), x)
         free = system.relax(init, dyn.free_steps, tol=dyn.tol).states
-        nudged = self.nudged_phases(system, params, x, target, free, float(draws["beta"]))[phase]
+        nudged = self.nudged_phases(system, params, x, target, free, float(draws["beta"]), draws)[phase]
         return engine.locate_divergence(nudged.system.params, free, x, dyn.nudge_steps, nudged.beta, nudged.target,
                                         getattr(nudged.system, "extra", None))

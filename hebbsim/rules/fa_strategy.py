@@ -74,9 +74,10 @@ class FAStrategy(FeedbackRule):
             raise ValueError("learning.fa_strategy.auxiliary = true sends each layer's own error down its direct "
                              "route; the strategy has none")
 
-    def output_signals(self, params: Params, free_rates: States, e, target) -> States:
+    def output_signals(self, params: Params, free: States, free_rates: States, e, target,
+                       draws: dict | None = None) -> States:
         if not self.options.auxiliary:
-            return super().output_signals(params, free_rates, e, target)
+            return super().output_signals(params, free, free_rates, e, target, draws)
         out = {}
         for h in self.net.hidden:
             direct = [p for p in self.net.projections_into(h) if p.kind == "fixed" and p.src == OUTPUT]

@@ -118,20 +118,22 @@ class FeedbackRule(ContrastiveRule):
         routes = self._routes(dst)
         return 1.0 / len(routes) if routes else 0.0
 
-    def output_signals(self, params: Params, free_rates: States, e, target) -> States:
-        r""":math:`u_j` for every hidden layer with a route from the output."""
+    def output_signals(self, params: Params, free: States, free_rates: States, e, target,
+                       draws: dict | None = None) -> States:
+        r""":math:`u_j` for every hidden layer with a route from the output (``draws``: the batch's,
+        with the rows of the rule's per-sample buffers; ``None`` for probe samples)."""
         signal = e if self.output_signal == "error" else target
         return {h: signal for h in self.net.hidden}
 
     def nudged_phases(self, system: ClampedSystem, params: Params, x, target, free: States,
-                      beta) -> dict[str, NudgedPhase]:
+                      beta, draws: dict | None = None) -> dict[str, NudgedPhase]:
         r"""The nudged phase(s): forward drive held at the free states, feedback routes live, the
         error held on the output and on the routes from it."""
         net = self.net
         engine = system.engine
         rates = rhs.rates(net, free, system.x)
         e = cost_gradient(net, free[OUTPUT], target)
-        signals = self.output_signals(params, rates, e, target)
+        signals = self.output_signals(params, free, rates, e, target, draws)
         xp = xp_of(e)
         # the network of the nudged phase: only the live routes are projections, scaled by w_j
         weights = {}
@@ -173,7 +175,8 @@ class FeedbackRule(ContrastiveRule):
         return out
 
     # -- the discrete form --------------------------------------------------------------------------
-    def discrete_deltas(self, params: Params, free: States, x, target, iterations: int | None = None) -> States:
+    def discrete_deltas(self, params: Params, free: States, x, target, draws: dict | None = None,
+                        iterations: int | None = None) -> States:
         r""":math:`\delta_j` of every population from the forward pass ``free`` (module docstring).
 
         Routes from the layer above make the deltas a top-down sweep, routes from below a
@@ -182,7 +185,7 @@ class FeedbackRule(ContrastiveRule):
         net = self.net
         rates = rhs.rates(net, free, x)
         e = cost_gradient(net, free[OUTPUT], target)
-        signals = self.output_signals(params, rates, e, target)
+        signals = self.output_signals(params, free, rates, e, target, draws)
         routes = {h: self._routes(h) for h in net.hidden}
         if iterations is None:
             cyclic = any(p.tag == "below" for rs in routes.values() for p in rs) and any(
@@ -206,7 +209,7 @@ class FeedbackRule(ContrastiveRule):
         if system.engine.name != REFERENCE_ENGINE:
             return super().batch(system, params, state, x, target, init, draws, mask)
         free = free_phase(system, init, self.cfg.dynamics.free_steps)
-        deltas = self.discrete_deltas(params, free.states, system.x, target)
+        deltas = self.discrete_deltas(params, free.states, system.x, target, draws)
         grads = delta_rule(self.net, rhs.rates(self.net, free.states, system.x), deltas, mask)
         return BatchResult(grads, {"free": free})
 

@@ -63,6 +63,7 @@ def batch_update(rule: Rule, optimizer: Optimizer, engine: Engine, params: Param
         "n_errors": ((rho(s_o, net.rho).argmax(axis=-1) != labels) * weight).sum(),
         "residual": {k: r.residual for k, r in result.phases.items() if k in rule.phases(rule.cfg)},
         "finite": {k: r.finite for k, r in result.phases.items() if r.finite is not None},
+        "buffers": result.buffers,
     }
     learned = RuleState({k: flat[k] for k in state.learned}, state.fixed)
     return params.with_trainable(net, flat), learned, opt_state, result.free.states, stats
@@ -96,6 +97,8 @@ class Trainer:
                                    weight_decay=cfg.learning.weight_decay)
         self.optimizer.state = self.optimizer.init(self._flat())
         self.persistent = (rhs.zero_states(net, n_train, engine.dtype) if cfg.dynamics.persistent_states else None)
+        self.buffers = {k: np.zeros((n_train, *shape), dtype=engine.dtype)
+                        for k, shape in self.rule.sample_buffers().items()}
         self.compiled = engine.jit_batches
         self.n_traces = 0  # how often the batch was traced (compiled): once per run
         self._live: tuple[Params, RuleState] | None = None  # the engine's copies during an epoch
@@ -117,12 +120,14 @@ class Trainer:
     def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
         """Everything that makes the next epoch bit-identical to an uninterrupted run:
         ``(arrays, meta)`` with arrays named ``weight/<proj>``, ``bias/<pop>``,
-        ``rule/<key>`` (the rule's learned and fixed state), ``optimizer/<key>``,
-        ``persistent/<pop>`` and ``meta = {"rng": <bit generator state>}`` (JSON-serialisable)."""
+        ``rule/<key>`` (the rule's learned and fixed state), ``buffer/<name>`` (its per-sample
+        buffers), ``optimizer/<key>``, ``persistent/<pop>`` and ``meta = {"rng": <bit generator
+        state>}`` (JSON-serialisable)."""
         self._sync()
         arrays = {f"weight/{k}": np.asarray(v) for k, v in self.params.weights.items()}
         arrays.update({f"bias/{k}": np.asarray(v) for k, v in self.params.biases.items()})
         arrays.update({f"rule/{k}": np.asarray(v) for k, v in {**self.state.learned, **self.state.fixed}.items()})
+        arrays.update({f"buffer/{k}": v for k, v in self.buffers.items()})
         arrays.update({f"optimizer/{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
         if self.persistent is not None:
             arrays.update({f"persistent/{k}": np.asarray(v) for k, v in self.persistent.items()})
@@ -140,6 +145,8 @@ class Trainer:
             self.params.biases[k][...] = v
         for k, v in group("rule/").items():
             (self.state.learned if k in self.state.learned else self.state.fixed)[k][...] = v
+        for k, v in group("buffer/").items():
+            self.buffers[k][...] = v
         self.optimizer.load_state_dict(group("optimizer/"))
         if self.optimizer.state is None or int(arrays.get("optimizer/t", 1)) == 0:
             self.optimizer.state = self.optimizer.init(self._flat())
@@ -183,8 +190,10 @@ class Trainer:
         init = self._initial_states(index)
         n, size = len(x), self.cfg.learning.batch_size
         draws = self.rule.draw(self.rng, size, self.engine.dtype)  # always the full batch: same draws
+        rows = {f"buffer/{k}": v[index] for k, v in self.buffers.items()}
         params, state = self._live_arrays()
         if self.compiled:
+            draws = {**draws, **{k: _pad(v, size) for k, v in rows.items()}}
             before = params
             xp, dp, lp, ip, mask = self._padded(x, d, labels, init)
             params, state, self.optimizer.state, free, stats = self._step(
@@ -196,10 +205,13 @@ class Trainer:
         else:
             if n < size:
                 draws = self.rule.unpad_draws(draws, n)
+            draws = {**draws, **rows}
             params, state, self.optimizer.state, free, stats = batch_update(
                 self.rule, self.optimizer, self.engine, params, state, self.optimizer.state, x, d, labels, init,
                 draws)
         self._keep(params, state, free, index)
+        for k, v in stats.pop("buffers").items():
+            self.buffers[k][index] = np.asarray(v)[:n]
         return stats
 
     def _initial_states(self, index: np.ndarray) -> States | None:
@@ -243,8 +255,8 @@ class Trainer:
         phase = bad[0]
         s0 = init or rhs.zero_states(self.net, len(x), self.engine.dtype)
         n = len(x)
-        step, pop = self.rule.locate_divergence(self.engine, params, phase, x, d, s0,
-                                                self.rule.unpad_draws(draws, n), finite[phase])
+        draws = {k: v[:n] if k.startswith("buffer/") else v for k, v in self.rule.unpad_draws(draws, n).items()}
+        step, pop = self.rule.locate_divergence(self.engine, params, phase, x, d, s0, draws, finite[phase])
         hint = "non-finite at the end of the window" if phase == "perturbed" else ""
         raise diverged(self.engine, phase, step, pop, hint)
 
