@@ -34,7 +34,7 @@ def make_rule(cfg, net) -> Rule:
 
 
 # the rules hebbsim ships (each module registers itself)
-from . import ep_chl, ep_chl_classic, forward_gradient  # noqa: E402,F401
+from . import bp, ep_chl, ep_chl_classic, forward_gradient  # noqa: E402,F401
 
 RULE_NAMES = tuple(RULES)
 

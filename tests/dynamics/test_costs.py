@@ -11,7 +11,7 @@ import pytest
 
 from hebbsim.analysis import gradients as G
 from hebbsim.dynamics import rhs
-from hebbsim.dynamics.loss import COSTS, cost, cost_gradient
+from hebbsim.dynamics.loss import COST_CODES, COSTS, cost, cost_gradient
 from hebbsim.dynamics.network import OUTPUT, build_network
 from hebbsim.dynamics.nonlinearities import RHO_NAMES
 from hebbsim.dynamics.params import init_params
@@ -76,7 +76,7 @@ COVERING = [("hard_sigmoid", "state_mse"), ("sigmoid", "rate_mse"), ("tanh", "st
 
 
 @pytest.mark.parametrize("rho,cost_kind", [
-    pytest.param(r, c, marks=() if (r, c) in COVERING else pytest.mark.slow) for r in RHO_NAMES for c in COSTS])
+    pytest.param(r, c, marks=() if (r, c) in COVERING else pytest.mark.slow) for r in RHO_NAMES for c in COST_CODES])
 def test_symmetric_ep_is_the_exact_gradient_of_the_cost_for_every_rho(rho, cost_kind):
     net, params, x, d = _problem(rho, cost_kind)
     free = _relax(net, params, x)
