@@ -34,7 +34,8 @@ def make_rule(cfg, net) -> Rule:
 
 
 # the rules hebbsim ships (each module registers itself)
-from . import bp, ep_chl, ep_chl_classic, forward_gradient  # noqa: E402,F401
+from . import ep_chl, ep_chl_classic, forward_gradient  # noqa: E402,F401
+from . import bp  # noqa: E402,F401  (discrete: dynamics.engine = "reference")
 
 RULE_NAMES = tuple(RULES)
 
