@@ -164,3 +164,21 @@ def test_a_reference_run_writes_a_one_step_run_file_and_resumes_bit_identically(
     hebbsim.run(p1, progress=False).close()
     hebbsim.run({**p1, "learning": p["learning"]}, resume=True, progress=False).close()
     assert_same_run(tmp_path / "a.h5", tmp_path / "b.h5")
+
+
+def test_a_validation_split_stands_in_for_the_test_set(tmp_path):
+    """data.validation = N: the last N training samples are evaluated instead of the test set
+    (what the seed-002 batch size was chosen on), and are not trained on."""
+    from hebbsim.data.datasets import load_dataset
+
+    data = load_dataset("digits")
+    p = {"network": {"layers": [64, 16, 10], "rho": "tanh"}, "dynamics": {"engine": "reference"},
+         "learning": {"rule": "bp", "cost": "softmax_cross_entropy", "lr": 0.2, "epochs": 1},
+         "data": {"dataset": "digits", "validation": 200, "train_subset": 300},
+         "record": {"path": str(tmp_path / "v.h5"), "probes": 5, "probe_spacing": "first"}}
+    ds = hebbsim.run(p, progress=False)
+    np.testing.assert_array_equal(ds.probe_input.values, data.x_train[-200:][:5])
+    assert ds.sizes["iteration"] == 15  # 300 training samples in batches of 20
+    ds.close()
+    with pytest.raises(HebbsimError, match=r"^data.validation = 5000: the training set holds \d+ samples"):
+        hebbsim.run({**p, "data": {"dataset": "digits", "validation": 5000}}, overwrite=True, progress=False)
