@@ -164,3 +164,18 @@ def test_numba_runs_softmax_cross_entropy_free_phases_and_refuses_its_nudge():
     with pytest.raises(HebbsimError, match="learning.cost = 'softmax_cross_entropy', whose force the numba kernels "
                                            "do not implement"):
         system.relax(free.states, 10, beta=0.5, target=d, phase="nudged")
+
+
+def test_the_jax_engine_nudges_with_softmax_cross_entropy():
+    """Where the kernels have no force for it, the jax engine integrates rhs.drift itself: its
+    nudged phase is the reference Euler map with −β(softmax(s_o) − d)."""
+    from hebbsim.simulate.engines.jax_engine import JaxEngine
+
+    net, params, x, d = _problem("tanh", "softmax_cross_entropy", batch=4)
+    start = {k: np.full(v.shape, 0.1) for k, v in rhs.zero_states(net, len(x), np.float64).items()}
+    out = JaxEngine(net, 0.2, np.float64).clamp(params, x).relax(start, 15, beta=0.7, target=d)
+    ref = start
+    for _ in range(15):
+        ref = rhs.euler_step(net, params, ref, x, 0.2, beta=0.7, target=d)
+    for k in ref:
+        np.testing.assert_allclose(np.asarray(out.states[k]), ref[k], rtol=0, atol=1e-12)
