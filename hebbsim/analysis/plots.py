@@ -158,7 +158,8 @@ def _batch_positions(batch_epoch: np.ndarray) -> np.ndarray:
     return batch_epoch - 1 + (within + 1) / np.repeat(count, count)
 
 
-COST_LABELS = {"state_mse": "½‖s_o − d‖²", "rate_mse": "½‖ρ(s_o) − d‖²"}
+COST_LABELS = {"state_mse": "½‖s_o − d‖²", "rate_mse": "½‖ρ(s_o) − d‖²",
+               "softmax_cross_entropy": "−Σ d log softmax(s_o)"}
 
 
 def cost_label(ds: xr.Dataset) -> str:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 import tomli_w
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
-from ..dynamics.loss import COSTS
+from ..dynamics.loss import COST_CODES, COSTS
 from ..rules import RULES, rule_class
 from .section import Section as _Section
 from ..dynamics.network import (FEEDBACK_ROUTES, INIT_DISTRIBUTIONS, NEURON_MODELS, PROJECTION_KINDS, TOPOLOGIES, Network,
@@ -25,6 +25,7 @@ from ..dynamics.nonlinearities import RHO_NAMES
 from ..dynamics.optimizers import OPTIMIZERS, SCHEDULES
 from ..simulate.engines import ENGINES
 from ..simulate.engines.base import SOLVERS
+from ..simulate.engines.feedforward import feedforward_chain
 from ..errors import HebbsimError
 
 InitName = Literal[INIT_DISTRIBUTIONS]  # type: ignore[valid-type]
@@ -182,6 +183,11 @@ class DataConfig(_Section):
     download: bool = True
     train_subset: int | None = Field(None, ge=1, le=MAX_SAMPLES, description="use only the first N training samples")
     test_subset: int | None = Field(None, ge=1, le=MAX_SAMPLES, description="use only the first N test samples")
+    validation: int | None = Field(
+        None, ge=1, le=MAX_SAMPLES,
+        description="hold out the last N training samples and evaluate on them instead of the test set (test_error "
+                    "and test_loss are then validation figures, the probes of probe_split = 'test' validation "
+                    "samples): for choosing settings without looking at the test set")
 
 
 PHASE_NAMES = ("free", "nudged", "nudged_minus")
@@ -255,6 +261,11 @@ class RunParams(_Section):
             network = raw.get("network")
             topology = network.get("topology", "loop") if isinstance(network, dict) else "loop"
             raw = {**raw, "learning": {**learning, "rule": default_rule(topology if isinstance(topology, str) else "")}}
+        # and the topology's default is the rule's (written into the parameters, which say what ran)
+        learning, network = raw.get("learning"), raw.get("network")
+        if (isinstance(network, dict) and "topology" not in network and network.get("projections") is None
+                and isinstance(learning, dict) and isinstance(learning.get("rule"), str) and learning["rule"] in RULES):
+            raw = {**raw, "network": {**network, "topology": RULES[learning["rule"]].default_topology}}
         return raw
 
     @model_validator(mode="after")
@@ -288,6 +299,7 @@ class RunParams(_Section):
             first = msg.split(" ")[0]
             raise ValueError(msg if msg.startswith("network.") else f"network.{msg}"
                              if first in NetworkConfig.model_fields else f"network.projections: {msg}") from None
+        self._check_engine(rule, net)
         rule.check(self, net)
         learned = [p.name for p in net.learned]
         lr = self.learning.lr
@@ -320,6 +332,32 @@ class RunParams(_Section):
     def phases(self) -> tuple[str, ...]:
         """The phases of a training batch that the run records, in order (the rule's)."""
         return rule_class(self.learning.rule).phases(self)
+
+    def _check_engine(self, rule, net: Network) -> None:
+        """What the engine cannot run: a rule without a discrete form, a network without a
+        feed-forward chain or more than one step per phase on the reference engine; a nudge of a
+        cost the numba kernels do not implement."""
+        dyn, name = self.dynamics, self.learning.rule
+        if dyn.engine == "reference":
+            if not rule.discrete:
+                discrete = ", ".join(k for k, r in RULES.items() if r.discrete)
+                raise ValueError(
+                    f"learning.rule = {name!r} has no discrete (feed-forward) form, which is all dynamics.engine = "
+                    f"'reference' runs; use dynamics.engine = 'numba' or 'jax', or a rule with one ({discrete})")
+            feedforward_chain(net)
+            # one sweep is the fixed point: a phase is one step, and the run file records it so
+            if "free_steps" not in dyn.model_fields_set:
+                dyn.free_steps = 1
+            for key in ("free_steps", "eval_steps"):
+                steps = getattr(dyn, key)
+                if steps not in (None, 1):
+                    raise ValueError(f"dynamics.{key} = {steps}: dynamics.engine = 'reference' reaches the fixed point "
+                                     f"in one feed-forward sweep (1 step); leave dynamics.{key} out or set it to 1")
+        if dyn.engine == "numba" and rule.nudges and self.learning.cost not in COST_CODES:
+            raise ValueError(
+                f"learning.cost = {self.learning.cost!r}: learning.rule = {name!r} drives the output with the cost's "
+                f"force, which the numba engine implements for {' and '.join(COST_CODES)} only; use dynamics.engine "
+                "= 'jax' or one of those costs")
 
     def _check_bias_lr(self, net: Network) -> None:
         blr = self.learning.bias_lr

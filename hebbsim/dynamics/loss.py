@@ -9,9 +9,15 @@ that hebbsim reports.
 - ``state_mse``: :math:`C = \tfrac12\lVert s_o - d\rVert^2`, nudge :math:`-\beta(s_o - d)`
   (seed 000 eq. 13; Scellier & Bengio 2017);
 - ``rate_mse``: :math:`C = \tfrac12\lVert \rho(s_o) - d\rVert^2`, nudge
-  :math:`-\beta\,\rho'(s_o)\odot(\rho(s_o) - d)`.
+  :math:`-\beta\,\rho'(s_o)\odot(\rho(s_o) - d)`;
+- ``softmax_cross_entropy``: :math:`C = -\sum_k d_k \log \mathrm{softmax}(s_o)_k` on the
+  output *states* (the logits: a linear output layer), nudge
+  :math:`-\beta\,(\mathrm{softmax}(s_o) - d)` for a target distribution (:math:`\sum_k d_k = 1`;
+  in general :math:`\mathrm{softmax}(s_o)\sum_k d_k - d`). The seed-002 protocol's cost.
 
-They coincide only for ``hard_sigmoid`` with :math:`s_o` inside :math:`[0, 1]`. The functions
+The two squared errors coincide only for ``hard_sigmoid`` with :math:`s_o` inside :math:`[0, 1]`.
+The class a network predicts is the argmax of what its cost compares with the target
+(:func:`prediction`). The functions
 use array methods only, so they run on numpy and on traced JAX arrays. Costs are per sample
 (summed over the output units, not averaged over the batch).
 """
@@ -22,23 +28,35 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .nonlinearities import rho, rho_prime
+from .nonlinearities import rho, rho_prime, xp_of
 
 if TYPE_CHECKING:
     from .network import Network
 
+# the costs whose nudge the numba kernels implement (their codes); the engines' other costs are
+# computed by these array functions only (the numba engine runs them in phases with β = 0)
 COST_CODES: dict[str, int] = {"state_mse": 0, "rate_mse": 1}
-COSTS = tuple(COST_CODES)
+COSTS = tuple(COST_CODES) + ("softmax_cross_entropy",)
 
 
 def _check(kind: str) -> None:
-    if kind not in COST_CODES:
+    if kind not in COSTS:
         raise ValueError(f"cost = {kind!r} is not allowed; use one of {', '.join(COSTS)}")
+
+
+def log_softmax(z):
+    r""":math:`\log\mathrm{softmax}(z)` over the last axis, stable for any :math:`z`: the row's
+    maximum is subtracted before the exponential (array API: numpy and traced JAX)."""
+    xp = xp_of(z)
+    shifted = z - xp.max(z, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
 def cost(net: "Network", s_o, target):
     """Per-sample :math:`C(s_o, d)` of ``net.cost`` (``s_o`` of shape ``(..., n_o)``)."""
     _check(net.cost)
+    if net.cost == "softmax_cross_entropy":
+        return -(target * log_softmax(s_o)).sum(axis=-1)
     out = s_o if net.cost == "state_mse" else rho(s_o, net.rho)
     return 0.5 * ((out - target) ** 2).sum(axis=-1)
 
@@ -49,7 +67,18 @@ def cost_gradient(net: "Network", s_o, target):
     _check(net.cost)
     if net.cost == "state_mse":
         return s_o - target
+    if net.cost == "softmax_cross_entropy":
+        xp = xp_of(s_o)
+        return xp.exp(log_softmax(s_o)) * target.sum(axis=-1, keepdims=True) - target
     return rho_prime(s_o, net.rho) * (rho(s_o, net.rho) - target)
+
+
+def prediction(net: "Network", s_o):
+    """The predicted class of each sample: the argmax of the output the cost compares with the
+    target (the rates :math:`\rho(s_o)` for the squared errors, the logits :math:`s_o` for
+    ``softmax_cross_entropy``; for a monotonic :math:`\rho` the same class up to ties)."""
+    out = s_o if net.cost == "softmax_cross_entropy" else rho(s_o, net.rho)
+    return out.argmax(axis=-1)
 
 
 def one_hot(labels: np.ndarray, n_classes: int, dtype=np.float32) -> np.ndarray:

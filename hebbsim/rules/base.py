@@ -60,7 +60,10 @@ class Rule(ABC):
     Class attributes a rule may set: ``config`` (the pydantic model of its own
     ``[learning.<name>]`` table, or ``None``), ``default_neuron``, ``default_cost`` and
     ``default_topology`` (what ``network.neuron``, ``learning.cost`` and ``network.topology``
-    default to under this rule).
+    default to under this rule), ``discrete`` (the rule has a feed-forward form that runs on
+    ``dynamics.engine = "reference"``, whose only phase is the forward pass) and ``nudges`` (its
+    phases drive the output with the cost's force −β ∂C/∂s_o — a
+    nudged phase, a reward — so it needs an engine that implements that force for the cost).
     """
 
     name: ClassVar[str]
@@ -68,6 +71,8 @@ class Rule(ABC):
     default_neuron: ClassVar[str] = "gated"
     default_cost: ClassVar[str] = "state_mse"
     default_topology: ClassVar[str] = "loop"
+    discrete: ClassVar[bool] = False
+    nudges: ClassVar[bool] = True
 
     def __init__(self, cfg: "RunParams", net: Network):
         self.cfg, self.net = cfg, net

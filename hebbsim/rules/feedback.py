@@ -76,6 +76,8 @@ class FeedbackRule(ContrastiveRule):
     projections; subclasses say what the routes from the output carry (:meth:`output_signal`)."""
 
     default_neuron = "additive"
+    discrete = True  # discrete_deltas: the rule's form on the reference engine
+    nudges = False  # the output's pull is a held current, not the engine's nudge: any cost on any engine
     estimator = staticmethod(ep_chl)
     # what a route from the output carries: "error" (e), "target" (d, DRTP)
     output_signal: ClassVar[str] = "error"

@@ -52,7 +52,8 @@ def _info() -> int:
               + ", ".join(str(d) for d in jax.devices()))
     except Exception as err:  # jax is optional at run time: report, do not fail
         print(f"jax engine unavailable: {err}")
-    print("engines: numba (CPU, explicit Euler); jax (diffrax: euler, tsit5, dopri5; CPU or GPU)")
+    print("engines: numba (CPU, explicit Euler); jax (diffrax: euler, tsit5, dopri5; CPU or GPU); "
+          "reference (the discrete feed-forward network on JAX: bp and the discrete rules)")
     return 0
 
 

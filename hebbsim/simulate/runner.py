@@ -52,6 +52,14 @@ logger = logging.getLogger(__name__)
 
 
 def _subset(data: Dataset, cfg: RunParams) -> Dataset:
+    n_val = cfg.data.validation
+    if n_val is not None:  # the last n_val training samples stand in for the test set
+        if n_val >= len(data.x_train):
+            raise HebbsimError(f"data.validation = {n_val}: the training set holds {len(data.x_train)} samples; hold "
+                               "out fewer, so that some are left to train on")
+        cut = len(data.x_train) - n_val
+        data = Dataset(data.name, data.x_train[:cut], data.y_train[:cut], data.x_train[cut:], data.y_train[cut:],
+                       data.n_classes)
     n_tr, n_te = cfg.data.train_subset, cfg.data.test_subset
     if n_tr is None and n_te is None:
         return data

@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 
 from ..data.params import RunParams
 from ..dynamics import rhs
-from ..dynamics.loss import cost, one_hot
+from ..dynamics.loss import cost, one_hot, prediction
 from ..dynamics.network import OUTPUT, Network
-from ..dynamics.nonlinearities import rho, xp_of
+from ..dynamics.nonlinearities import xp_of
 from ..dynamics.optimizers import Optimizer, lr_scale
 from ..dynamics.params import Params
 from ..rules import Rule, RuleState, make_rule
@@ -60,7 +60,7 @@ def batch_update(rule: Rule, optimizer: Optimizer, engine: Engine, params: Param
     weight = 1.0 if mask is None else mask
     stats = {
         "loss": (cost(net, s_o, d) * weight).sum(),
-        "n_errors": ((rho(s_o, net.rho).argmax(axis=-1) != labels) * weight).sum(),
+        "n_errors": ((prediction(net, s_o) != labels) * weight).sum(),
         "residual": {k: r.residual for k, r in result.phases.items() if k in rule.phases(rule.cfg)},
         "finite": {k: r.finite for k, r in result.phases.items() if r.finite is not None},
         "buffers": result.buffers,
@@ -311,7 +311,7 @@ class Trainer:
             system = self.engine.clamp(self.rule.inference_params(params), xb)
             free = free_phase(system, rhs.zero_states(self.net, len(xb), self.engine.dtype), steps, dyn.tol)
             s_o = np.asarray(free.states[OUTPUT])[:n]
-            n_wrong += int(np.sum(rho(s_o, self.net.rho).argmax(axis=-1) != yb))
+            n_wrong += int(np.sum(prediction(self.net, s_o) != yb))
             loss += float(np.sum(cost(self.net, s_o, one_hot(yb, self.net.sizes[OUTPUT], s_o.dtype))))
         return n_wrong / len(x), loss / len(x)
 

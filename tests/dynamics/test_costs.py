@@ -11,7 +11,7 @@ import pytest
 
 from hebbsim.analysis import gradients as G
 from hebbsim.dynamics import rhs
-from hebbsim.dynamics.loss import COSTS, cost, cost_gradient
+from hebbsim.dynamics.loss import COST_CODES, COSTS, cost, cost_gradient
 from hebbsim.dynamics.network import OUTPUT, build_network
 from hebbsim.dynamics.nonlinearities import RHO_NAMES
 from hebbsim.dynamics.params import init_params
@@ -76,7 +76,7 @@ COVERING = [("hard_sigmoid", "state_mse"), ("sigmoid", "rate_mse"), ("tanh", "st
 
 
 @pytest.mark.parametrize("rho,cost_kind", [
-    pytest.param(r, c, marks=() if (r, c) in COVERING else pytest.mark.slow) for r in RHO_NAMES for c in COSTS])
+    pytest.param(r, c, marks=() if (r, c) in COVERING else pytest.mark.slow) for r in RHO_NAMES for c in COST_CODES])
 def test_symmetric_ep_is_the_exact_gradient_of_the_cost_for_every_rho(rho, cost_kind):
     net, params, x, d = _problem(rho, cost_kind)
     free = _relax(net, params, x)
@@ -91,7 +91,8 @@ def test_symmetric_ep_is_the_exact_gradient_of_the_cost_for_every_rho(rho, cost_
         np.testing.assert_allclose(np.linalg.norm(ep[k]), np.linalg.norm(exact[k]), rtol=0.02)
 
 
-@pytest.mark.parametrize("rho,cost_kind", [("sigmoid", "state_mse"), ("tanh", "rate_mse")])
+@pytest.mark.parametrize("rho,cost_kind", [("sigmoid", "state_mse"), ("tanh", "rate_mse"),
+                                           ("tanh", "softmax_cross_entropy")])
 def test_the_exact_gradient_is_the_derivative_of_the_cost_at_the_relaxed_fixed_point(rho, cost_kind):
     """Finite differences of the mean cost at the free fixed point, θ ± h: the reference itself."""
     net, params, x, d = _problem(rho, cost_kind, batch=6)
@@ -127,3 +128,54 @@ def test_ep_chl_is_off_the_gradient_on_tied_weights_and_ep_chl_classic_is_not():
         assert G.angle(plain[k], exact[k]) > 10.0, (k, G.angle(plain[k], exact[k]))
     # the input projection has no tied partner: there both rules are the same
     assert G.angle(plain["W_x_to_h1"], classic["W_x_to_h1"]) < 0.1
+
+
+def test_softmax_cross_entropy_is_stable_traces_under_jax_and_predicts_the_largest_logit():
+    from scipy.special import log_softmax
+
+    net = build_network([5, 7, 3], "feedforward", rho="tanh", neuron="additive", cost="softmax_cross_entropy")
+    rng = np.random.default_rng(3)
+    s_o = rng.normal(size=(8, 3)) * np.array([[1.0], [1e3], [1e5], [1.0], [1.0], [50.0], [1.0], [800.0]])
+    d = np.eye(3)[rng.integers(0, 3, 8)]
+    c = cost(net, s_o, d)
+    assert np.all(np.isfinite(c)) and np.all(c >= 0)
+    np.testing.assert_allclose(c, -(d * log_softmax(s_o, axis=1)).sum(1), rtol=1e-13, atol=1e-13)
+    g = cost_gradient(net, s_o, d)
+    np.testing.assert_allclose(g.sum(1), 0.0, atol=1e-13)  # softmax − d: both sum to 1
+    # traced: jax.grad of the cost is the gradient the nudge uses
+    jg = jax.grad(lambda s: cost(net, s, jax.numpy.asarray(d)).sum())(jax.numpy.asarray(s_o))
+    np.testing.assert_allclose(np.asarray(jg), g, rtol=0, atol=1e-13)
+    # the class is the largest logit: ρ(s_o) is never what softmax reads
+    from hebbsim.dynamics.loss import prediction
+    np.testing.assert_array_equal(prediction(net, s_o), s_o.argmax(1))
+
+
+def test_numba_runs_softmax_cross_entropy_free_phases_and_refuses_its_nudge():
+    from hebbsim.errors import HebbsimError
+
+    net, params, x, d = _problem("tanh", "softmax_cross_entropy")
+    system = NumbaEngine(net, 0.2, np.float64).clamp(params, x)
+    free = system.relax(rhs.zero_states(net, len(x), np.float64), 200)
+    ref = rhs.zero_states(net, len(x), np.float64)
+    for _ in range(200):
+        ref = rhs.euler_step(net, params, ref, x, 0.2)
+    for k in ref:
+        np.testing.assert_allclose(free.states[k], ref[k], rtol=0, atol=1e-12)
+    with pytest.raises(HebbsimError, match="learning.cost = 'softmax_cross_entropy', whose force the numba kernels "
+                                           "do not implement"):
+        system.relax(free.states, 10, beta=0.5, target=d, phase="nudged")
+
+
+def test_the_jax_engine_nudges_with_softmax_cross_entropy():
+    """Where the kernels have no force for it, the jax engine integrates rhs.drift itself: its
+    nudged phase is the reference Euler map with −β(softmax(s_o) − d)."""
+    from hebbsim.simulate.engines.jax_engine import JaxEngine
+
+    net, params, x, d = _problem("tanh", "softmax_cross_entropy", batch=4)
+    start = {k: np.full(v.shape, 0.1) for k, v in rhs.zero_states(net, len(x), np.float64).items()}
+    out = JaxEngine(net, 0.2, np.float64).clamp(params, x).relax(start, 15, beta=0.7, target=d)
+    ref = start
+    for _ in range(15):
+        ref = rhs.euler_step(net, params, ref, x, 0.2, beta=0.7, target=d)
+    for k in ref:
+        np.testing.assert_allclose(np.asarray(out.states[k]), ref[k], rtol=0, atol=1e-12)

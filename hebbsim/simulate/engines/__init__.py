@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import ClampedSystem, Engine, Relaxation
 
-ENGINES = ("numba", "jax")
+ENGINES = ("numba", "jax", "reference")  # reference: feed-forward passes of the discrete rules
 
 
 def make_engine(name: str, net, dt: float, dtype="float32", **options) -> Engine:
@@ -16,6 +16,10 @@ def make_engine(name: str, net, dt: float, dtype="float32", **options) -> Engine
         from .jax_engine import JaxEngine
 
         return JaxEngine(net, dt, dtype, **options)
+    if name == "reference":
+        from .reference_engine import ReferenceEngine
+
+        return ReferenceEngine(net, dt, dtype)
     raise ValueError(f"engine = {name!r} is not allowed; use one of {', '.join(ENGINES)}")
 
 

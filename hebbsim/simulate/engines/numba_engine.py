@@ -8,6 +8,7 @@ from ...dynamics.network import INPUT, OUTPUT, Network
 from ...dynamics.loss import COST_CODES
 from ...dynamics.nonlinearities import RHO_CODES
 from ...dynamics.params import Params
+from ...errors import HebbsimError
 from .base import Relaxation, States, diverged
 from .numba_kernels import euler_kernel
 
@@ -34,7 +35,12 @@ class NumbaEngine:
         self._proj_dst = np.array([self._index[p.dst] for p in self._internal], dtype=np.int64)
         self._inv_leak = np.array([1.0 / p.leak for p in net.dynamic_populations], dtype=np.float64)
         self._out = self._index[OUTPUT]
-        build = (RHO_CODES[net.rho], net.neuron == "gated", bool(net.clip_states), COST_CODES[net.cost])
+        # the kernels implement the nudge of the costs in COST_CODES; with another cost (softmax
+        # cross-entropy) only phases with β = 0 run here (relax refuses a nudge), so the build of
+        # state_mse serves and no kernel is compiled for a force it never applies
+        self.nudges = net.cost in COST_CODES
+        build = (RHO_CODES[net.rho], net.neuron == "gated", bool(net.clip_states),
+                 COST_CODES.get(net.cost, COST_CODES["state_mse"]))
         self._build = build  # the specialisation of every kernel this engine compiles
         self._kernel = euler_kernel(*build)
 
@@ -50,7 +56,7 @@ class NumbaEngine:
         return carry
 
     def acceleration(self, name: str):
-        if name == "forward_gradient.window":
+        if name == "forward_gradient.window" and self.nudges:  # its reward is the kernels' cost
             from .numba_fg_window import fused_window
 
             return fused_window
@@ -93,6 +99,11 @@ class NumbaClamped:
     def relax(self, states: States, n_steps: int, *, beta: float = 0.0, target=None, tol: float = 0.0,
               phase: str = "free") -> Relaxation:
         e = self.engine
+        if beta != 0 and not e.nudges:
+            raise HebbsimError(
+                f"the {phase} phase nudges the output (beta = {float(beta):g}) with learning.cost = {e.net.cost!r}, "
+                f"whose force the numba kernels do not implement (they do {', '.join(COST_CODES)}); "
+                "use dynamics.engine = 'jax' or another learning.cost")
         s = tuple(np.array(states[n], dtype=e.dtype, order="C", copy=True) for n in e._pops)
         tgt = (np.ascontiguousarray(target, dtype=e.dtype) if target is not None
                else np.zeros((self.batch, s[e._out].shape[1]), dtype=e.dtype))
