@@ -188,3 +188,20 @@ def test_the_run_file_records_the_angle_between_each_feedback_matrix_and_its_for
         assert float(ds.feedback_alignment.isel(epoch=-1).sel(feedback=k)) == pytest.approx(v, abs=1e-9)
         assert v < 89  # DFA's signature: the forward weights come to align with the feedback
     assert plot_feedback_alignment(ds).get_title().startswith("feedback alignment")
+
+
+@pytest.mark.parametrize("rule,options", [("fa", {}), ("fa_strategy", {"strategy": "s3", "auxiliary": True})])
+def test_on_the_reference_engine_the_rule_is_its_discrete_form(rule, options):
+    """The same batch through the continuous rule (numba, β → 0) and through the discrete
+    reference (the jitted feed-forward engine): the same update."""
+    cfg, net, params, x, d = setup(rule, options)
+    _, continuous = continuous_update(cfg, net, params, x, d)
+    r = make_rule(cfg, net)
+    ref = make_engine("reference", net, cfg.dynamics.dt, "float64")
+    result = r.batch(ref.clamp(r.inference_params(params), x), ref.to_device(params), r.init_state(None, np.float64),
+                     x, d, rhs.zero_states(net, len(x), np.float64), {"beta": cfg.dynamics.beta})
+    assert set(result.phases) == {"free"}
+    for p in net.learned:
+        k = f"W_{p.name}"
+        assert cosine(np.asarray(result.grads[k]), continuous.grads[k]) > 0.999999, k
+        np.testing.assert_allclose(np.asarray(result.grads[k]), continuous.grads[k], rtol=2e-4, atol=1e-8)

@@ -27,7 +27,7 @@ def test_a_rules_table_is_validated_by_its_own_model_and_refused_under_another_r
     assert rule.options.epsilon == 0.05 and rule.plan.epsilon == 0.05
     with pytest.raises(ParameterError, match="learning.forward_gradient is given but learning.rule = 'ep_chl'"):
         load_params({**BASE, "learning": {"rule": "ep_chl", "forward_gradient": {"epsilon": 0.05}}})
-    with pytest.raises(ParameterError, match="learning.rule = 'fa_typo': not a learning rule; use one of dfa, drtp, ep_chl"):
+    with pytest.raises(ParameterError, match="learning.rule = 'fa_typo': not a learning rule; use one of bp, dfa, drtp, ep_chl"):
         load_params({**BASE, "learning": {"rule": "fa_typo"}})
 
 
