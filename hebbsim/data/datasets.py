@@ -86,7 +86,7 @@ _FIX_ROOT = (
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-    """A train/test data set; inputs are float32 in [0, 1], labels int64 in [0, n_classes)."""
+    """A train/test data set; inputs are float32 (in [0, 1] as loaded), labels int64 in [0, n_classes)."""
 
     name: str
     x_train: np.ndarray  # float32, (N_train, D)
@@ -99,6 +99,17 @@ class Dataset:
     def n_features(self) -> int:
         """Input dimension D."""
         return int(self.x_train.shape[1])
+
+    def standardized(self) -> "Dataset":
+        r"""Every input feature shifted and scaled to mean 0 and standard deviation 1 over the
+        *training* samples, :math:`x \leftarrow (x - \mu)/\sigma` (test samples with the training
+        :math:`\mu, \sigma`; a feature constant in training, e.g. an MNIST border pixel, is only
+        shifted)."""
+        mu = self.x_train.mean(axis=0, dtype=np.float64)
+        sigma = self.x_train.std(axis=0, dtype=np.float64)
+        sigma[sigma == 0] = 1.0
+        scale = lambda x: ((x - mu) / sigma).astype(np.float32)  # noqa: E731
+        return Dataset(self.name, scale(self.x_train), self.y_train, scale(self.x_test), self.y_test, self.n_classes)
 
     def __repr__(self) -> str:
         return (

@@ -188,6 +188,8 @@ class DataConfig(_Section):
         description="hold out the last N training samples and evaluate on them instead of the test set (test_error "
                     "and test_loss are then validation figures, the probes of probe_split = 'test' validation "
                     "samples): for choosing settings without looking at the test set")
+    standardize: bool = Field(False, description="shift and scale every input feature to mean 0, standard deviation 1 "
+                                                 "over the training samples (seed 001's protocol)")
 
 
 PHASE_NAMES = ("free", "nudged", "nudged_minus")

@@ -14,6 +14,9 @@ that hebbsim reports.
   output *states* (the logits: a linear output layer), nudge
   :math:`-\beta\,(\mathrm{softmax}(s_o) - d)` for a target distribution (:math:`\sum_k d_k = 1`;
   in general :math:`\mathrm{softmax}(s_o)\sum_k d_k - d`). The seed-002 protocol's cost.
+- ``sigmoid_cross_entropy``: one binary cross-entropy per output unit on :math:`\sigma(s_o)`
+  (logistic sigmoid of the logits), :math:`C = -\sum_k [d_k\log\sigma(s_k) + (1-d_k)\log(1-\sigma(s_k))]`,
+  nudge :math:`-\beta(\sigma(s_o) - d)`. The F³ protocol's cost (seed 001: sigmoid output, one-hot BCE).
 
 The two squared errors coincide only for ``hard_sigmoid`` with :math:`s_o` inside :math:`[0, 1]`.
 The class a network predicts is the argmax of what its cost compares with the target
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
 # the costs whose nudge the numba kernels implement (their codes); the engines' other costs are
 # computed by these array functions only (the numba engine runs them in phases with β = 0)
 COST_CODES: dict[str, int] = {"state_mse": 0, "rate_mse": 1}
-COSTS = tuple(COST_CODES) + ("softmax_cross_entropy",)
+COSTS = tuple(COST_CODES) + ("softmax_cross_entropy", "sigmoid_cross_entropy")
 
 
 def _check(kind: str) -> None:
@@ -52,13 +55,26 @@ def log_softmax(z):
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
-def cost(net: "Network", s_o, target):
-    """Per-sample :math:`C(s_o, d)` of ``net.cost`` (``s_o`` of shape ``(..., n_o)``)."""
+def softplus(z):
+    r""":math:`\log(1 + e^z)`, stable for any :math:`z`."""
+    xp = xp_of(z)
+    return xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+
+
+def cost_terms(net: "Network", s_o, target):
+    """The cost per sample *and output unit*, :math:`C = \sum_k` of these (``s_o`` of shape ``(..., n_o)``)."""
     _check(net.cost)
     if net.cost == "softmax_cross_entropy":
-        return -(target * log_softmax(s_o)).sum(axis=-1)
+        return -target * log_softmax(s_o)
+    if net.cost == "sigmoid_cross_entropy":  # -d log σ(s) - (1-d) log(1-σ(s)) = softplus(s) - d s
+        return softplus(s_o) - target * s_o
     out = s_o if net.cost == "state_mse" else rho(s_o, net.rho)
-    return 0.5 * ((out - target) ** 2).sum(axis=-1)
+    return 0.5 * (out - target) ** 2
+
+
+def cost(net: "Network", s_o, target):
+    """Per-sample :math:`C(s_o, d)` of ``net.cost`` (``s_o`` of shape ``(..., n_o)``)."""
+    return cost_terms(net, s_o, target).sum(axis=-1)
 
 
 def cost_gradient(net: "Network", s_o, target):
@@ -70,14 +86,17 @@ def cost_gradient(net: "Network", s_o, target):
     if net.cost == "softmax_cross_entropy":
         xp = xp_of(s_o)
         return xp.exp(log_softmax(s_o)) * target.sum(axis=-1, keepdims=True) - target
+    if net.cost == "sigmoid_cross_entropy":
+        xp = xp_of(s_o)
+        return 1.0 / (1.0 + xp.exp(-s_o)) - target
     return rho_prime(s_o, net.rho) * (rho(s_o, net.rho) - target)
 
 
 def prediction(net: "Network", s_o):
     """The predicted class of each sample: the argmax of the output the cost compares with the
-    target (the rates :math:`\rho(s_o)` for the squared errors, the logits :math:`s_o` for
-    ``softmax_cross_entropy``; for a monotonic :math:`\rho` the same class up to ties)."""
-    out = s_o if net.cost == "softmax_cross_entropy" else rho(s_o, net.rho)
+    target (the rates :math:`\rho(s_o)` for the squared errors, the logits :math:`s_o` for the
+    cross-entropies; for a monotonic :math:`\rho` the same class up to ties)."""
+    out = s_o if net.cost.endswith("cross_entropy") else rho(s_o, net.rho)
     return out.argmax(axis=-1)
 
 

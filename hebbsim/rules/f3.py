@@ -14,7 +14,8 @@ seen before. Nothing waits for an error to travel back — no update locking.
 it — :math:`s_o` for ``state_mse``, :math:`\rho(s_o)` for ``rate_mse``):
 
 - ``error``: :math:`e = \partial C/\partial s_o`, the output error;
-- ``loss``: the per-unit loss :math:`\tfrac12 (y - d)^2` (no sign: how wrong, not which way);
+- ``loss``: the per-unit loss, the terms of :math:`C` (``hebbsim.dynamics.loss.cost_terms``; no
+  sign: how wrong, not which way);
 - ``onehot``: the target :math:`d` (DRTP's signal, delayed — so also absent in the first epoch);
 - ``softmax``: :math:`\mathrm{softmax}(s_o) - d`, the error of a softmax read of the output.
 
@@ -37,8 +38,8 @@ from typing import Literal
 from pydantic import Field
 
 from ..data.section import Section
-from ..dynamics.loss import cost_gradient
-from ..dynamics.nonlinearities import rho, xp_of
+from ..dynamics.loss import cost_gradient, cost_terms
+from ..dynamics.nonlinearities import xp_of
 from ..dynamics.network import OUTPUT
 from ..dynamics.params import Params
 from ..dynamics.rhs import States
@@ -85,8 +86,7 @@ class F3(FeedbackRule):
         if kind == "error":
             return cost_gradient(self.net, s_o, target)
         if kind == "loss":
-            y = s_o if self.net.cost == "state_mse" else rho(s_o, self.net.rho)
-            return 0.5 * (y - target) ** 2
+            return cost_terms(self.net, s_o, target)
         if kind == "onehot":
             return target * 1.0
         return _softmax(s_o) - target

@@ -61,10 +61,10 @@ def _subset(data: Dataset, cfg: RunParams) -> Dataset:
         data = Dataset(data.name, data.x_train[:cut], data.y_train[:cut], data.x_train[cut:], data.y_train[cut:],
                        data.n_classes)
     n_tr, n_te = cfg.data.train_subset, cfg.data.test_subset
-    if n_tr is None and n_te is None:
-        return data
-    return Dataset(data.name, data.x_train[:n_tr], data.y_train[:n_tr], data.x_test[:n_te], data.y_test[:n_te],
-                   data.n_classes)
+    if n_tr is not None or n_te is not None:
+        data = Dataset(data.name, data.x_train[:n_tr], data.y_train[:n_tr], data.x_test[:n_te], data.y_test[:n_te],
+                       data.n_classes)
+    return data.standardized() if cfg.data.standardize else data
 
 
 def _grad_alignment(cfg: RunParams, rule, engine, params, probes) -> dict[str, float]:

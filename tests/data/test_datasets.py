@@ -247,3 +247,18 @@ def test_download_from_mirror_into_cache(shared_mnist_dir, tmp_path, monkeypatch
     np.testing.assert_array_equal(d.y_test, mnist.y_test)
     assert sorted(p.name for p in isolated_cache.iterdir()) == [name]  # no temporary files left
     assert not (root / "mnist" / name).exists()  # never written into the data root
+
+
+def test_standardized_inputs_have_the_training_mean_and_spread_removed():
+    from hebbsim.data.datasets import load_dataset
+
+    data = load_dataset("digits")
+    z = data.standardized()
+    varying = data.x_train.std(axis=0) > 0
+    np.testing.assert_allclose(z.x_train.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(z.x_train.std(axis=0)[varying], 1, rtol=1e-4)
+    assert not varying.all() and np.all(z.x_train[:, ~varying] == 0)  # constant pixels: only shifted
+    x64 = data.x_train.astype(np.float64)
+    mu, sigma = x64.mean(0), np.where(varying, x64.std(0), 1)
+    np.testing.assert_allclose(z.x_test, (data.x_test - mu) / sigma, rtol=1e-5, atol=1e-5)  # the training statistics
+    np.testing.assert_array_equal(z.y_test, data.y_test)

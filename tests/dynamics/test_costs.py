@@ -92,7 +92,7 @@ def test_symmetric_ep_is_the_exact_gradient_of_the_cost_for_every_rho(rho, cost_
 
 
 @pytest.mark.parametrize("rho,cost_kind", [("sigmoid", "state_mse"), ("tanh", "rate_mse"),
-                                           ("tanh", "softmax_cross_entropy")])
+                                           ("tanh", "softmax_cross_entropy"), ("tanh", "sigmoid_cross_entropy")])
 def test_the_exact_gradient_is_the_derivative_of_the_cost_at_the_relaxed_fixed_point(rho, cost_kind):
     """Finite differences of the mean cost at the free fixed point, θ ± h: the reference itself."""
     net, params, x, d = _problem(rho, cost_kind, batch=6)
@@ -148,6 +148,21 @@ def test_softmax_cross_entropy_is_stable_traces_under_jax_and_predicts_the_large
     # the class is the largest logit: ρ(s_o) is never what softmax reads
     from hebbsim.dynamics.loss import prediction
     np.testing.assert_array_equal(prediction(net, s_o), s_o.argmax(1))
+
+
+def test_sigmoid_cross_entropy_is_one_stable_binary_cross_entropy_per_unit():
+    net = build_network([5, 7, 3], "feedforward", rho="tanh", neuron="additive", cost="sigmoid_cross_entropy")
+    rng = np.random.default_rng(4)
+    s_o = rng.normal(size=(6, 3)) * np.array([[1.0], [1e3], [40.0], [1.0], [1e5], [0.1]])
+    d = np.eye(3)[rng.integers(0, 3, 6)]
+    small = rng.normal(size=(2, 3))
+    y = 1 / (1 + np.exp(-small))
+    want = -(d[:2] * np.log(y) + (1 - d[:2]) * np.log(1 - y)).sum(1)
+    np.testing.assert_allclose(cost(net, small, d[:2]), want, rtol=1e-13)
+    c = cost(net, s_o, d)
+    assert np.all(np.isfinite(c)) and np.all(c >= 0)
+    jg = jax.grad(lambda s: cost(net, s, jax.numpy.asarray(d)).sum())(jax.numpy.asarray(s_o))
+    np.testing.assert_allclose(np.asarray(jg), cost_gradient(net, s_o, d), rtol=0, atol=1e-13)
 
 
 def test_numba_runs_softmax_cross_entropy_free_phases_and_refuses_its_nudge():
