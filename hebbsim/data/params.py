@@ -315,8 +315,8 @@ class RunParams(_Section):
                 f"learning.lr = {lr}: the table must name exactly the learned projections {', '.join(learned)}"
             )
         lrs = lr if isinstance(lr, list) else list(lr.values()) if isinstance(lr, dict) else [lr]
-        if any(v <= 0 for v in lrs):
-            raise ValueError(f"learning.lr = {lr}: learning rates must be > 0")
+        if any(v < 0 for v in lrs) or not any(v > 0 for v in lrs):
+            raise ValueError(f"learning.lr = {lr}: learning rates must be >= 0 (0 freezes a projection) and one > 0")
         self._check_bias_lr(net)
         dynamic = [p.name for p in net.dynamic_populations]
         for pop in self.record.populations or ():

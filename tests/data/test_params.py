@@ -47,7 +47,7 @@ def test_bad_choice_lists_allowed_values():
 def test_learning_rate_count_must_match_learned_projections():
     msg = _err({**BASE, "learning": {"lr": [0.1, 0.2]}})
     assert "x_to_h1, h1_to_o, o_to_h1" in msg and "one value per projection" in msg
-    assert "learning rates must be > 0" in _err({**BASE, "learning": {"lr": [0.1, -0.2, 0.1]}})
+    assert "learning rates must be >= 0 (0 freezes a projection)" in _err({**BASE, "learning": {"lr": [0.1, -0.2, 0.1]}})
     assert "exactly the learned projections" in _err({**BASE, "learning": {"lr": {"x_to_h1": 0.1}}})
 
 
@@ -125,3 +125,9 @@ def test_bias_learning_rates_default_to_the_first_projection_in_and_can_be_overr
     msg = _err({**BASE, "learning": {"bias_lr": {"h7": 0.1}}})
     assert "learning.bias_lr" in msg and "'h7'" in msg and "h1, o" in msg
     assert "learning rates must be > 0" in _err({**BASE, "learning": {"bias_lr": -0.1}})
+
+
+def test_a_zero_rate_freezes_a_projection_but_not_every_one():
+    ok = load_params({**BASE, "learning": {"lr": [0.0, 0.1, 0.1]}})
+    assert ok.learning_rates(ok.build_network())["W_x_to_h1"] == 0.0
+    assert "one > 0" in _err({**BASE, "learning": {"lr": 0.0}})

@@ -72,7 +72,7 @@ def test_dimension_names_avoid_clashes_and_run_dimensions(tmp_path):
 
 @pytest.mark.parametrize("sweep, message", [
     ({"grid": {"learning.lr": [0.1, 5.0, -1.0]}},
-     r"point lr=-1: .*learning.lr = -1.0: learning rates must be > 0"),
+     r"point lr=-1: .*learning.lr = -1.0: learning rates must be >= 0"),
     ({"grid": {"network.layers": [[64, 32, 10], [64, 32, 3]]}, "seeds": [1, 2]},
      r"point layers=64-32-3_seed=1: .*network.layers = \[64, 32, 3\] does not fit .*\n\(1 more points are invalid\)"),
     ({"grid": {"dynamics.dtt": [0.5]}}, r"point dtt=0.5: .*dynamics.dtt = 0.5: unknown key"),
@@ -99,7 +99,7 @@ def test_cli_rejects_bad_sweeps_with_one_error_line_and_status_2(tmp_path, capsy
     assert main(["sweep", str(f)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hebbsim: error: point lr=-1: ") and "Traceback" not in err
-    assert "learning.lr = -1.0: learning rates must be > 0" in err
+    assert "learning.lr = -1.0: learning rates must be >= 0" in err
     assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
     assert capsys.readouterr().err == f"hebbsim: error: sweep file {tmp_path / 'missing.toml'} does not exist\n"
     assert main(["sweep"]) == 2 and "give a sweep file" in capsys.readouterr().err
