@@ -106,3 +106,20 @@ def feedback_alignment(net: Network, params: Params, paths: dict[str, tuple[Proj
     feedback."""
     paths = feedback_paths(net) if paths is None else paths
     return {name: angle(_composed(params, chain), params.weights[name].T) for name, chain in paths.items()}
+
+
+def feedback_agreement(net: Network, params: Params, paths: dict[str, tuple[Projection, ...]] | None = None
+                       ) -> dict[str, tuple[float, float]]:
+    r"""For every fixed feedback matrix :math:`B` with a forward map :math:`M` back along it
+    (:func:`feedback_paths`): ``(relative error, sign congruence)`` — :math:`\lVert B^\top -
+    M\rVert_F / \lVert M\rVert_F` and the fraction of entries where :math:`B^\top` and :math:`M`
+    have the same sign (seed 003 Fig. 2 A–B: node perturbation drives :math:`B^\top` to :math:`M`,
+    feedback alignment only aligns it)."""
+    paths = feedback_paths(net) if paths is None else paths
+    out = {}
+    for name, chain in paths.items():
+        m, bt = _composed(params, chain), np.asarray(params.weights[name], np.float64).T
+        norm = np.linalg.norm(m)
+        out[name] = (float(np.linalg.norm(bt - m) / norm) if norm else float("nan"),
+                     float(np.mean(np.sign(bt) == np.sign(m))))
+    return out

@@ -35,7 +35,7 @@ from .rundata import (SEED, NotApplicable, Runs, as_dataset, as_runs, last_finit
 
 __all__ = [
     "plot_errors", "plot_loss", "plot_learning_curves", "plot_loop_alignment", "plot_grad_alignment",
-    "plot_feedback_alignment",
+    "plot_feedback_alignment", "plot_feedback_agreement",
     "plot_probe_trajectories", "plot_weight_norms", "plot_update_norms", "plot_residuals",
     "plot_error_vs_parameter", "NotApplicable",
 ]
@@ -208,7 +208,9 @@ def _mark_90(ax: Axes) -> None:
     ax.set_ylim(lo, max(hi, 90 + 0.12 * (hi - lo)))  # room for the label above the line
 
 
-def _plot_angles(data: Runs, ax: Axes | None, var: str, title: str, initial: bool) -> Axes:
+def _plot_angles(data: Runs, ax: Axes | None, var: str, title: str, initial: bool, unit: str = "°") -> Axes:
+    """One line per projection (or feedback matrix) and run of the per-epoch ``var``; angles
+    (``unit = "°"``) get the 90° line."""
     ax = _axes(ax)
     runs = as_runs(data)
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -220,7 +222,7 @@ def _plot_angles(data: Runs, ax: Axes | None, var: str, title: str, initial: boo
         if n_epochs(ds) == 0:
             continue
         da = loop_alignment_from_init(ds) if (var == "loop_alignment" and initial) else ds[var]
-        dim = "feedback" if var == "feedback_alignment" else "projection"
+        dim = "feedback" if var.startswith("feedback_") else "projection"
         for point, sub in _points(da):
             for proj in sub[dim].values:
                 one = sub.sel({dim: proj})
@@ -234,9 +236,10 @@ def _plot_angles(data: Runs, ax: Axes | None, var: str, title: str, initial: boo
         if not any(var in ds for ds in runs.values()):
             raise NotApplicable(f"no {var} in this run")
         return _no_data(ax, "no completed epoch yet")
-    ax.set_ylabel(f"{title} (°)")
+    ax.set_ylabel(f"{title} ({unit})" if unit else title)
     _epoch_axis(ax)
-    _mark_90(ax)
+    if unit == "°":
+        _mark_90(ax)
     _legend(ax)
     return ax
 
@@ -257,6 +260,22 @@ def plot_feedback_alignment(data: Runs, ax: Axes | None = None) -> Axes:
     ax = _plot_angles(data, ax, "feedback_alignment", "feedback alignment", False)
     ax.set_title("feedback alignment: angle(forward map, Bᵀ)")
     return ax
+
+
+def plot_feedback_agreement(data: Runs, axes=None):
+    """Seed 003 Fig. 2 A–B per epoch: for every fixed feedback matrix B, the relative error
+    ‖Bᵀ − M‖/‖M‖ against its forward map M (left) and the fraction of agreeing signs (right).
+    Returns the figure (``axes``: two Axes to draw into instead)."""
+    if not any("feedback_error" in ds for ds in as_runs(data).values()):
+        raise NotApplicable("no feedback_error in this run")
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    _plot_angles(data, axes[0], "feedback_error", "relative error ‖Bᵀ − M‖/‖M‖", False, unit="")
+    axes[0].set_title("feedback: relative error")
+    _plot_angles(data, axes[1], "feedback_sign_congruence", "sign congruence", False, unit="")
+    axes[1].axhline(0.5, color="0.3", lw=0.9, ls=(0, (4, 3)), zorder=0)
+    axes[1].set_title("feedback: sign congruence (0.5: chance)")
+    return axes[0].figure
 
 
 def plot_grad_alignment(data: Runs, ax: Axes | None = None) -> Axes:

@@ -130,6 +130,7 @@ def _run_plots(ds: xr.Dataset) -> dict:
         "loop_alignment": lambda: plots.plot_loop_alignment(ds),
         "grad_alignment": lambda: plots.plot_grad_alignment(ds),
         "feedback_alignment": lambda: plots.plot_feedback_alignment(ds),
+        "feedback_agreement": lambda: plots.plot_feedback_agreement(ds),
     }
     for var in sorted(v for v in ds.data_vars if str(v).startswith("state_")):
         pop = str(var).removeprefix("state_")

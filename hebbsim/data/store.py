@@ -106,6 +106,8 @@ class EpochRecord:
     loop_alignment: dict[str, float] = field(default_factory=dict)  # projection → degrees
     grad_alignment: dict[str, float] = field(default_factory=dict)  # projection → degrees
     feedback_alignment: dict[str, float] = field(default_factory=dict)  # fixed feedback projection → degrees
+    feedback_error: dict[str, float] = field(default_factory=dict)  # → relative error of Bᵀ against its forward map
+    feedback_sign_congruence: dict[str, float] = field(default_factory=dict)  # → fraction of agreeing signs
     weights: dict[str, np.ndarray] | None = None  # a snapshot after this epoch: projection → (dst, src)
     biases: dict[str, np.ndarray] | None = None  # with the snapshot: population → (unit,)
 
@@ -231,6 +233,14 @@ class RunStore:
                                   chunks=(256, len(lay.feedback_projections)), fillvalue=np.nan)
             _attrs(v, "degree", "feedback alignment", "angle between B^T and the learned forward map from B's destination "
                                 "back to its source (docs/model.md); below 90 the forward weights align with B")
+            v = f.create_variable("feedback_error", ("epoch", "feedback"), "f8",
+                                  chunks=(256, len(lay.feedback_projections)), fillvalue=np.nan)
+            _attrs(v, "1", "feedback relative error", "||B^T - M||_F / ||M||_F with M the learned forward map from B's "
+                           "destination back to its source (seed 003 Fig. 2A)")
+            v = f.create_variable("feedback_sign_congruence", ("epoch", "feedback"), "f8",
+                                  chunks=(256, len(lay.feedback_projections)), fillvalue=np.nan)
+            _attrs(v, "1", "feedback sign congruence", "fraction of the entries of B^T and M with the same sign "
+                           "(seed 003 Fig. 2B)")
 
         for name, (src, dst) in lay.weights.items():
             shape = (lay.populations[dst], lay.populations[src])
@@ -327,7 +337,8 @@ class RunStore:
                 f[name][n] = rec.metrics[name]
             f["residual"][n] = [rec.residual.get(p, np.nan) for p in phases]
             for var, dim in (("loop_alignment", "projection"), ("grad_alignment", "projection"),
-                             ("feedback_alignment", "feedback")):
+                             ("feedback_alignment", "feedback"), ("feedback_error", "feedback"),
+                             ("feedback_sign_congruence", "feedback")):
                 values = getattr(rec, var)
                 if values and var in f:
                     f[var][n] = [values.get(p, np.nan) for p in f[dim].asstr()[:]]

@@ -23,17 +23,20 @@ class Params:
             return self.weights[proj.tied_to].T
         return self.weights[proj.name]
 
-    def trainable(self, net: Network) -> dict[str, np.ndarray]:
-        """Flat view ``{"W_<proj>": W, "b_<pop>": b}`` of what the learning rule changes."""
+    def trainable(self, net: Network, fixed: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        """Flat view ``{"W_<proj>": W, "b_<pop>": b}`` of what the learning rule changes: the
+        learned projections, the biases, and the ``fixed`` projections named (feedback a rule
+        learns by a rule of its own, e.g. node perturbation)."""
         out = {f"W_{p.name}": self.weights[p.name] for p in net.learned}
+        out.update({f"W_{name}": self.weights[name] for name in fixed})
         out.update({f"b_{name}": b for name, b in self.biases.items()})
         return out
 
     def with_trainable(self, net: Network, flat: dict) -> "Params":
         """These parameters with the trainable arrays replaced by ``flat`` (same keys as
-        :meth:`trainable`); fixed weights are kept."""
+        :meth:`trainable`, fixed projections included where ``flat`` names them)."""
         weights = dict(self.weights)
-        weights.update({p.name: flat[f"W_{p.name}"] for p in net.learned})
+        weights.update({p.name: flat[f"W_{p.name}"] for p in net.projections if f"W_{p.name}" in flat})
         return Params(weights, {name: flat[f"b_{name}"] for name in self.biases})
 
     def astype(self, dtype) -> "Params":

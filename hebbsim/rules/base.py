@@ -48,6 +48,7 @@ class BatchResult:
     grads: dict
     phases: dict[str, Relaxation]
     buffers: dict = field(default_factory=dict)  # new rows of the rule's per-sample buffers, by name
+    fixed: dict = field(default_factory=dict)  # new values of arrays of the rule's fixed state (e.g. counters)
 
     @property
     def free(self) -> Relaxation:
@@ -110,6 +111,11 @@ class Rule(ABC):
         batch's rows to :meth:`batch` as ``draws["buffer/<name>"]`` and stores the rows the
         batch returns in :attr:`BatchResult.buffers` for the next time the samples are seen."""
         return {}
+
+    def trained_fixed(self) -> tuple[str, ...]:
+        """The network's ``fixed`` projections this rule trains itself (its descent direction has a
+        ``W_<name>`` for each; the optimizer steps them at :meth:`state_learning_rates`)."""
+        return ()
 
     def state_learning_rates(self, rates: dict[str, float]) -> dict[str, float]:
         """Learning rates of the learned state's arrays, given the parameters' ``rates``."""

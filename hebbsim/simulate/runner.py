@@ -28,7 +28,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..analysis.alignment import feedback_alignment, feedback_paths, loop_alignment, loop_paths
+from ..analysis.alignment import feedback_agreement, feedback_alignment, feedback_paths, loop_alignment, loop_paths
 from ..data.checkpoint import checkpoint_digest, checkpoint_path, save_checkpoint
 from ..data.datasets import Dataset, load_dataset
 from ..data.params import RunParams, load_params
@@ -221,6 +221,7 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
         digests[epoch - 1:] = [checkpoint_digest(arrays, meta)[:16]]
         metrics = {"train_error": stats.error, "train_loss": stats.loss, "test_error": test_error,
                    "test_loss": test_loss, "epoch_time": elapsed}
+        agreement = feedback_agreement(net, model, feedback)
         store.append(EpochRecord(
             epoch=epoch,
             metrics=metrics,
@@ -230,6 +231,8 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
             loop_alignment=loop_alignment(net, model, cycles),
             grad_alignment=_grad_alignment(cfg, trainer.rule, engine, model, probes),
             feedback_alignment=feedback_alignment(net, model, feedback),
+            feedback_error={k: v[0] for k, v in agreement.items()},
+            feedback_sign_congruence={k: v[1] for k, v in agreement.items()},
             weights=model.weights if snapshot else None,
             biases=model.biases if snapshot else None,
         ), {**attrs, "end_time": now(), "checkpoint_digests": " ".join(digests)})

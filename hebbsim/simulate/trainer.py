@@ -53,7 +53,7 @@ def batch_update(rule: Rule, optimizer: Optimizer, engine: Engine, params: Param
     if init is None:
         init = {p.name: xp.zeros((x.shape[0], p.size), dtype=system.x.dtype) for p in net.dynamic_populations}
     result = rule.batch(system, params, state, x, d, init, draws, mask)
-    flat = dict(params.trainable(net))
+    flat = dict(params.trainable(net, rule.trained_fixed()))
     flat.update(state.learned)
     flat, opt_state = optimizer.update(flat, opt_state, result.grads)
     s_o = result.free.states[OUTPUT]
@@ -65,7 +65,7 @@ def batch_update(rule: Rule, optimizer: Optimizer, engine: Engine, params: Param
         "finite": {k: r.finite for k, r in result.phases.items() if r.finite is not None},
         "buffers": result.buffers,
     }
-    learned = RuleState({k: flat[k] for k in state.learned}, state.fixed)
+    learned = RuleState({k: flat[k] for k in state.learned}, {**state.fixed, **result.fixed})
     return params.with_trainable(net, flat), learned, opt_state, result.free.states, stats
 
 
@@ -112,7 +112,7 @@ class Trainer:
             self._step = jax.jit(self._traced_update)
 
     def _flat(self) -> dict:
-        flat = dict(self.params.trainable(self.net))
+        flat = dict(self.params.trainable(self.net, self.rule.trained_fixed()))
         flat.update(self.state.learned)
         return flat
 
@@ -173,8 +173,8 @@ class Trainer:
                 self.params.weights[k][...] = np.asarray(v)
             for k, v in params.biases.items():
                 self.params.biases[k][...] = np.asarray(v)
-            for k, v in state.learned.items():
-                self.state.learned[k][...] = np.asarray(v)
+            for k, v in {**state.learned, **state.fixed}.items():
+                (self.state.learned if k in self.state.learned else self.state.fixed)[k][...] = np.asarray(v)
 
     def _traced_update(self, params, state, opt_state, x, d, labels, init, draws, mask):
         self.n_traces += 1
