@@ -274,7 +274,8 @@ def test_report_of_a_one_epoch_run_and_of_a_forward_gradient_run(runs, tmp_path)
                                "weight_norms", "update_norms", "residuals"}
     assert one.summary["status"] == "complete" and one.summary["epochs"] == 1
     fg = write_report(runs["fg"].encoding["source"], tmp_path / "fg")
-    assert set(fg.skipped) == {"loop_alignment", "grad_alignment"}  # a feed-forward network: no cycle
+    # a feed-forward network: no cycle, no feedback
+    assert set(fg.skipped) == {"loop_alignment", "grad_alignment", "feedback_alignment", "feedback_agreement"}
     assert "probe_trajectories_o_epoch_1" in fg.images
     img = plt.imread(fg.images["probe_trajectories_o"])
     assert img.shape[1] < 700  # one panel: the free phase only (no nudged phase in training)
