@@ -210,37 +210,36 @@ class RunStore:
         _attrs(v, "1", "residual max|ds/dt|", "mean over the epoch's batches of max|ds/dt| at the end of each phase "
                                                "(time in units of the leak time constant)")
         v = f.create_variable("batch_loss", ("iteration",), "f8", chunks=(4096,), fillvalue=np.nan, **z)
-        _attrs(v, "1", "batch loss", "mean 0.5*||rho(s_o) - d||^2 of a training batch at its free fixed point",
+        _attrs(v, "1", "batch loss", "mean cost C (learning.cost) of a training batch at its free fixed point",
                coordinates="batch_epoch")
+        def per_epoch(name, dim, n, units, long_name, description):
+            v = f.create_variable(name, ("epoch", dim), "f8", chunks=(256, n), fillvalue=np.nan)
+            _attrs(v, units, long_name, description)
+
+        def names(dim, values, description):
+            v = f.create_variable(dim, (dim,), h5py.string_dtype(), data=np.array(values, dtype=object))
+            _attrs(v, None, dim, description)
+            return len(values)
+
         if lay.loop_projections:
-            v = f.create_variable("projection", ("projection",), h5py.string_dtype(),
-                                  data=np.array(lay.loop_projections, dtype=object))
-            _attrs(v, None, "projection", "learned projection on a directed cycle")
-            v = f.create_variable("loop_alignment", ("epoch", "projection"), "f8",
-                                  chunks=(256, len(lay.loop_projections)), fillvalue=np.nan)
-            _attrs(v, "degree", "loop alignment", "angle between M^T and the product of the other projections around M's "
-                                "shortest cycle (docs/model.md); below 90 the loop carries a useful signal")
+            n = names("projection", lay.loop_projections, "learned projection on a directed cycle")
+            per_epoch("loop_alignment", "projection", n, "degree", "loop alignment",
+                      "angle between M^T and the product of the other projections around M's shortest cycle "
+                      "(docs/model.md); below 90 the loop carries a useful signal")
             if lay.grad_alignment:
-                v = f.create_variable("grad_alignment", ("epoch", "projection"), "f8",
-                                      chunks=(256, len(lay.loop_projections)), fillvalue=np.nan)
-                _attrs(v, "degree", "gradient alignment", "angle between the learning rule's update and -dL/dW (exact, implicit "
-                                    "differentiation at the free fixed point) on the probe samples (docs/model.md)")
+                per_epoch("grad_alignment", "projection", n, "degree", "gradient alignment",
+                          "angle between the learning rule's update and -dL/dW (exact, implicit differentiation at the "
+                          "free fixed point) on the probe samples (docs/model.md)")
         if lay.feedback_projections:
-            v = f.create_variable("feedback", ("feedback",), h5py.string_dtype(),
-                                  data=np.array(lay.feedback_projections, dtype=object))
-            _attrs(v, None, "feedback projection", "fixed projection B feeding back along the learned forward path")
-            v = f.create_variable("feedback_alignment", ("epoch", "feedback"), "f8",
-                                  chunks=(256, len(lay.feedback_projections)), fillvalue=np.nan)
-            _attrs(v, "degree", "feedback alignment", "angle between B^T and the learned forward map from B's destination "
-                                "back to its source (docs/model.md); below 90 the forward weights align with B")
-            v = f.create_variable("feedback_error", ("epoch", "feedback"), "f8",
-                                  chunks=(256, len(lay.feedback_projections)), fillvalue=np.nan)
-            _attrs(v, "1", "feedback relative error", "||B^T - M||_F / ||M||_F with M the learned forward map from B's "
-                           "destination back to its source (seed 003 Fig. 2A)")
-            v = f.create_variable("feedback_sign_congruence", ("epoch", "feedback"), "f8",
-                                  chunks=(256, len(lay.feedback_projections)), fillvalue=np.nan)
-            _attrs(v, "1", "feedback sign congruence", "fraction of the entries of B^T and M with the same sign "
-                           "(seed 003 Fig. 2B)")
+            n = names("feedback", lay.feedback_projections, "fixed projection B feeding back along the learned "
+                                                            "forward path")
+            per_epoch("feedback_alignment", "feedback", n, "degree", "feedback alignment",
+                      "angle between B^T and the learned forward map M from B's destination back to its source "
+                      "(docs/model.md); below 90 the forward weights align with B")
+            per_epoch("feedback_error", "feedback", n, "1", "feedback relative error",
+                      "||B^T - M||_F / ||M||_F (seed 003 Fig. 2A)")
+            per_epoch("feedback_sign_congruence", "feedback", n, "1", "feedback sign congruence",
+                      "fraction of the entries of B^T and M with the same sign (seed 003 Fig. 2B)")
 
         for name, (src, dst) in lay.weights.items():
             shape = (lay.populations[dst], lay.populations[src])
