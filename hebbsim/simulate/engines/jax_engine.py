@@ -78,13 +78,19 @@ class BrownianTrees(eqx.Module):
     time, for :class:`PhaseNoise` ``z`` on the jax engine. :meth:`increments` gives the same
     path's increments on an Euler grid, e.g. for the numba engine.
 
-    ``keys``: one JAX key per sample (``jax.random.split(jax.random.key(seed), batch)``)."""
+    ``keys``: one JAX key per sample (``jax.random.split(jax.random.key(seed), batch)``). A
+    ``float64`` tree switches on ``jax_enable_x64``, as a float64 engine does: the same key gives
+    another path in 32-bit mode."""
 
     keys: jax.Array
     sizes: tuple[tuple[str, int], ...] = eqx.field(static=True)
     horizon: float = eqx.field(static=True)
     tol: float = eqx.field(static=True)
     dtype: str = eqx.field(static=True, default="float64")
+
+    def __check_init__(self):
+        if np.dtype(self.dtype) == np.float64:  # as the engine: float64 trees need JAX's 64-bit mode
+            jax.config.update("jax_enable_x64", True)
 
     def tree(self, key) -> diffrax.VirtualBrownianTree:
         """The Brownian tree of one sample."""
@@ -93,17 +99,26 @@ class BrownianTrees(eqx.Module):
 
     def increments(self, n_steps: int, dt: float) -> dict[str, np.ndarray]:
         """``z[k] = (W((k+1)·dt) − W(k·dt))/√dt`` for ``k < n_steps``: ``(n_steps, batch, n)``
-        per population (numpy), the increments the jax engine's Euler steps take from this path."""
+        per population (numpy), the increments the jax engine's Euler steps take from this path.
+
+        Evaluated as the engine evaluates them (:class:`_StepTime` at traced step times): a
+        tree's value below its resolution is a Brownian-bridge draw, so a time one rounding
+        off (``k·dt`` folded differently by XLA) moves ``W`` by ~1e-8, not ~1e-16."""
         if n_steps * dt > self.horizon * (1 + 1e-12):
             raise ValueError(f"{n_steps} steps of dt = {dt} run past the Brownian trees' horizon {self.horizon}")
-        k = jnp.arange(n_steps, dtype=self.dtype)
-
-        def one(key):
-            tree = self.tree(key)
-            return jax.vmap(lambda t: tree.evaluate(t * dt, (t + 1.0) * dt))(k)
-
-        w = jax.vmap(one)(self.keys)  # {pop: (batch, n_steps, n)}
+        w = _tree_increments(self, jnp.arange(n_steps, dtype=self.dtype), float(dt))  # {pop: (batch, n_steps, n)}
         return {pop: np.asarray(v).transpose(1, 0, 2) / np.sqrt(dt) for pop, v in w.items()}
+
+
+@partial(jax.jit, static_argnums=2)
+def _tree_increments(trees: BrownianTrees, k, dt: float):
+    """Every sample's ``W(k+1) − W(k)`` in step time (compiled once per number of steps and
+    ``dt``: a VirtualBrownianTree takes seconds to compile)."""
+    def one(key):
+        path = _StepTime(trees.tree(key), dt)
+        return jax.vmap(lambda t: path.evaluate(t, t + 1.0))(k)
+
+    return jax.vmap(one)(trees.keys)
 
 
 class _GridPath(diffrax.AbstractPath):
