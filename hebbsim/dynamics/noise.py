@@ -124,12 +124,17 @@ def noise_generator(seed: int) -> np.random.Generator:
 def draw_phase(rng: np.random.Generator, model: NoiseModel, sizes: dict[str, int], n_steps: int, batch: int,
                dtype=np.float32) -> PhaseNoise:
     """The increments of one phase of ``n_steps`` steps for ``batch`` samples, in the order: for
-    each noisy population (``model.populations``), :math:`\\xi_0 = \\sigma z` (``ou``) then ``z``."""
+    each noisy population (``model.populations``), :math:`\\xi_0 = \\sigma z` (``ou``) then ``z``.
+
+    Drawn in ``dtype`` itself: float32 normals cost half as much as float64 ones, and the draws
+    are most of what noise costs a batch (docs/benchmarks.md). So a float32 and a float64 run of
+    one seed see different increments; both engines at one dtype see the same."""
+    dtype = np.dtype(dtype)
     z, xi0 = {}, {}
     for pop in model.populations:
         if model.kind == "ou":
-            xi0[pop] = (model.sigma * rng.standard_normal((batch, sizes[pop]))).astype(dtype)
-        z[pop] = rng.standard_normal((n_steps, batch, sizes[pop])).astype(dtype)
+            xi0[pop] = (model.sigma * rng.standard_normal((batch, sizes[pop]), dtype=dtype)).astype(dtype)
+        z[pop] = rng.standard_normal((n_steps, batch, sizes[pop]), dtype=dtype)
     return PhaseNoise(z, xi0 if model.kind == "ou" else None)
 
 
