@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import tomli_w
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (BaseModel, Field, ValidationError, create_model, field_validator, model_serializer,
+                      model_validator)
 
 from ..dynamics.loss import COSTS
 from ..rules import RULES, rule_class
@@ -125,6 +126,15 @@ class DynamicsConfig(_Section):
     random_sign_beta: bool = False
     persistent_states: bool = False
     noise: NoiseConfig = NoiseConfig()
+
+    @model_serializer(mode="wrap")
+    def _without_noise_no_noise_table(self, handler):
+        """Without noise no ``noise`` table: a noise-free run stores (and resumes against, and a
+        sweep point hashes) the parameters it did before noise existed."""
+        data = handler(self)
+        if self.noise.kind == "none":
+            data.pop("noise", None)
+        return data
 
     @model_validator(mode="after")
     def _solver_fits_engine(self):
@@ -408,10 +418,7 @@ class RunParams(_Section):
         return out
 
     def to_toml(self) -> str:
-        """The parameter file as TOML; without noise no ``[dynamics.noise]`` table, so a noise-free
-        run stores (and resumes against) the parameters it stored before noise existed."""
-        exclude = {"dynamics": {"noise"}} if self.dynamics.noise.kind == "none" else None
-        return tomli_w.dumps(self.model_dump(exclude_none=True, exclude=exclude))
+        return tomli_w.dumps(self.model_dump(exclude_none=True))
 
 
 # ----------------------------------------------------------------------------------------------
