@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import tomli_w
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (BaseModel, Field, ValidationError, create_model, field_validator, model_serializer,
+                      model_validator)
 
 from ..dynamics.loss import COST_CODES, COSTS
 from ..rules import RULES, rule_class
 from .section import Section as _Section
 from ..dynamics.network import (FEEDBACK_ROUTES, INIT_DISTRIBUTIONS, NEURON_MODELS, PROJECTION_KINDS, TOPOLOGIES, Network,
                                 Projection, build_network)
+from ..dynamics.noise import KINDS as NOISE_KINDS
 from ..dynamics.nonlinearities import RHO_NAMES
 from ..dynamics.optimizers import OPTIMIZERS, SCHEDULES
 from ..simulate.engines import ENGINES
@@ -99,6 +101,21 @@ class NetworkConfig(_Section):
         return self
 
 
+class NoiseConfig(_Section):
+    """``[dynamics.noise]``: additive noise on the drive of some populations (docs/model.md, Noise;
+    :mod:`hebbsim.dynamics.noise`). Cross-key checks are in :meth:`RunParams._check_noise`."""
+
+    kind: Literal[NOISE_KINDS] = Field(  # type: ignore[valid-type]
+        "none", description="none | white (ds = f dt + sigma dW) | ou (an Ornstein-Uhlenbeck current xi)")
+    sigma: float | None = Field(None, ge=0, description="white: the diffusion sigma; ou: the current's stationary "
+                                                        "standard deviation (required with kind = white or ou)")
+    tau: float = Field(1.0, gt=0, description="ou: the current's correlation time tau_xi")
+    populations: list[str] | None = Field(None, description="noisy populations (default: every hidden one)")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED,
+                             description="the noise draws' own stream (default: learning.seed; independent of the "
+                                         "run's generator either way)")
+
+
 class DynamicsConfig(_Section):
     engine: Literal[ENGINES] = "numba"  # type: ignore[valid-type]
     solver: Literal[SOLVERS] = Field(  # type: ignore[valid-type]
@@ -115,6 +132,16 @@ class DynamicsConfig(_Section):
     symmetric_nudging: bool = False
     random_sign_beta: bool = False
     persistent_states: bool = False
+    noise: NoiseConfig = NoiseConfig()
+
+    @model_serializer(mode="wrap")
+    def _without_noise_no_noise_table(self, handler):
+        """Without noise no ``noise`` table: a noise-free run stores (and resumes against, and a
+        sweep point hashes) the parameters it did before noise existed."""
+        data = handler(self)
+        if self.noise.kind == "none":
+            data.pop("noise", None)
+        return data
 
     @model_validator(mode="after")
     def _solver_fits_engine(self):
@@ -318,6 +345,7 @@ class RunParams(_Section):
         if any(v < 0 for v in lrs) or not any(v > 0 for v in lrs):
             raise ValueError(f"learning.lr = {lr}: learning rates must be >= 0 (0 freezes a projection) and one > 0")
         self._check_bias_lr(net)
+        self._check_noise(net)
         dynamic = [p.name for p in net.dynamic_populations]
         for pop in self.record.populations or ():
             if pop not in dynamic:
@@ -371,6 +399,43 @@ class RunParams(_Section):
         if unknown:
             raise ValueError(f"learning.bias_lr = {blr}: {', '.join(map(repr, unknown))} is not a population with a "
                              f"bias; name some of {', '.join(dynamic)}")
+
+    def _check_noise(self, net: Network) -> None:
+        """``[dynamics.noise]`` against the rest: its defaults resolved (populations: the hidden
+        ones; seed: learning.seed), and settings noisy dynamics cannot honour refused."""
+        noise, dyn = self.dynamics.noise, self.dynamics
+        if noise.kind == "none":
+            given = [k for k in ("sigma", "populations", "seed") if getattr(noise, k) is not None]
+            if given or noise.tau != NoiseConfig.model_fields["tau"].default:
+                key = given[0] if given else "tau"
+                raise ValueError(f"dynamics.noise.{key} = {getattr(noise, key)!r} has no effect with dynamics.noise.kind"
+                                 " = 'none'; set kind = 'white' or 'ou', or remove the key")
+            return
+        if noise.sigma is None:
+            raise ValueError(f"dynamics.noise.sigma: required with dynamics.noise.kind = {noise.kind!r} (the noise "
+                             "amplitude, >= 0)")
+        dynamic = [p.name for p in net.dynamic_populations]
+        if noise.populations is not None:
+            bad = [p for p in noise.populations if p not in dynamic]
+            if bad or not noise.populations or len(set(noise.populations)) != len(noise.populations):
+                raise ValueError(f"dynamics.noise.populations = {noise.populations}: give distinct names among the "
+                                 f"non-input populations {', '.join(dynamic)}")
+        if dyn.solver != "euler":
+            raise ValueError(f"dynamics.solver = {dyn.solver!r} with dynamics.noise.kind = {noise.kind!r}: noisy "
+                             "dynamics are integrated at the fixed dt (Euler-Maruyama); set dynamics.solver = 'euler'")
+        if dyn.tol > 0:
+            raise ValueError(f"dynamics.tol = {dyn.tol} with dynamics.noise.kind = {noise.kind!r}: noisy dynamics "
+                             "never come to rest; set dynamics.tol = 0")
+        if self.learning.rule == "forward_gradient":
+            raise ValueError(f"dynamics.noise.kind = {noise.kind!r} with learning.rule = 'forward_gradient': its "
+                             "perturbed window has no noise term; set dynamics.noise.kind = 'none'")
+        if noise.populations is None:
+            if not net.hidden:
+                raise ValueError(f"dynamics.noise.kind = {noise.kind!r}: this network has no hidden population to "
+                                 f"make noisy; name dynamics.noise.populations among {', '.join(dynamic)}")
+            noise.populations = list(net.hidden)
+        if noise.seed is None:
+            noise.seed = self.learning.seed
 
     def build_network(self) -> Network:
         n = self.network

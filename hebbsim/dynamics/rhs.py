@@ -85,6 +85,16 @@ def euler_step(net: Network, params: Params, states: States, x, dt, beta=0.0, ta
     return project(net, {k: states[k] + dt * ds[k] for k in states})
 
 
+def noisy_euler_step(net: Network, params: Params, states: States, x, dt, kicks: States, beta=0.0, target=None,
+                     extra: States | None = None) -> States:
+    """One Euler step with the noise displacement ``kicks[j]`` of population ``j`` added to its
+    update, ``s ← P(s + dt·ds/dt + kick)`` (:mod:`hebbsim.dynamics.noise`: ``σ√dt·z`` for white
+    noise, Euler–Maruyama; ``dt·ξ`` for the OU current). The reference of both engines' noisy steps."""
+    ds = drift(net, params, states, x, beta, target, extra)
+    return project(net, {k: states[k] + dt * ds[k] + kicks[k] if k in kicks else states[k] + dt * ds[k]
+                         for k in states})
+
+
 def project(net: Network, states: States) -> States:
     """The projection applied after each Euler step: clip to [0, 1] with ``clip_states``."""
     if not net.clip_states:

@@ -51,7 +51,8 @@ def memory_estimate(cfg: RunParams, net: Network, n_train: int) -> dict[str, flo
     """Bytes a run holds at its peak, by what holds them (a generous estimate, not a measurement):
     parameters with their gradients, optimizer moments and the engine's transposed copies; the
     batch's phases (the copies of the batch the rule tiles, e.g. the forward-gradient window); evaluation batches;
-    persistent states; the training set in the run's dtype; one epoch of probe trajectories."""
+    persistent states; the training set in the run's dtype; one epoch of probe trajectories; a batch's
+    noise increments under ``[dynamics.noise]``."""
     item = 8 if cfg.dynamics.dtype == "float64" else 4
     sizes = net.sizes
     units = sum(p.size for p in net.dynamic_populations)
@@ -63,7 +64,12 @@ def memory_estimate(cfg: RunParams, net: Network, n_train: int) -> dict[str, flo
     dyn = cfg.dynamics
     steps = max(dyn.free_steps, dyn.nudge_steps) // cfg.record.every_steps + 2
     recorded = sum(sizes[p] for p in (cfg.record.populations or [p.name for p in net.dynamic_populations]))
+    noise = cfg.dynamics.noise
+    # a batch's noise increments, every phase's (drawn in float64, cast, and copied to the device)
+    noisy = sum(sizes[p] for p in noise.populations or ()) if noise.kind != "none" else 0
+    noise_steps = dyn.free_steps + dyn.nudge_steps * (len(cfg.phases) - 1)
     return {
+        "noise draws": lc.batch_size * noise_steps * noisy * (8 + 2 * item),
         "parameters": weights * item * (3 + moments),
         "batch": rows * (n_x + units) * item * 12,
         "evaluation": lc.eval_batch_size * (n_x + units) * item * 6,

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data.params import RunParams
 from ..dynamics import rhs
+from ..dynamics import noise as noise_math
 from ..dynamics.loss import cost, one_hot, prediction
 from ..dynamics.network import OUTPUT, Network
 from ..dynamics.nonlinearities import xp_of
@@ -25,7 +26,7 @@ from ..dynamics.optimizers import Optimizer, lr_scale
 from ..dynamics.params import Params
 from ..rules import Rule, RuleState, make_rule
 from .engines.base import Engine, States, diverged
-from .phases import free_phase
+from .phases import free_phase, noise_phases
 
 
 @dataclass
@@ -39,16 +40,17 @@ class EpochStats:
 
 
 def batch_update(rule: Rule, optimizer: Optimizer, engine: Engine, params: Params, state: RuleState, opt_state: dict,
-                 x, d, labels, init: States | None, draws: dict, mask=None):
+                 x, d, labels, init: States | None, draws: dict, mask=None, noise: dict | None = None):
     """One mini-batch of ``rule``: its phases from ``init`` (zeros when ``None``), its descent
-    direction, one optimizer step over ``params`` and ``state.learned``.
+    direction, one optimizer step over ``params`` and ``state.learned``. ``noise``: the batch's
+    noise draws by phase name (:func:`hebbsim.simulate.phases.noise_phases`).
 
     Returns ``(params, state, opt_state, free_states, stats)`` with ``stats`` holding the free
     phase's summed cost, its number of misclassified samples, each phase's residual and (when
     traced) each phase's finiteness flags. ``mask`` marks real samples in a padded batch.
     """
     net = rule.net
-    system = engine.clamp(rule.inference_params(params), x)
+    system = engine.clamp(rule.inference_params(params), x, noise=noise)
     xp = xp_of(system.x)
     if init is None:
         init = {p.name: xp.zeros((x.shape[0], p.size), dtype=system.x.dtype) for p in net.dynamic_populations}
@@ -99,6 +101,15 @@ class Trainer:
         self.persistent = (rhs.zero_states(net, n_train, engine.dtype) if cfg.dynamics.persistent_states else None)
         self.buffers = {k: np.zeros((n_train, *shape), dtype=engine.dtype)
                         for k, shape in self.rule.sample_buffers().items()}
+        # [dynamics.noise]: its own stream, so that noise draws shift no other draw of the run
+        # (the reference engine integrates no dynamics: a discrete rule draws its own perturbations)
+        self.noise = (None if engine.name == "reference"
+                      else noise_math.NoiseModel.from_config(cfg.dynamics.noise, net.hidden))
+        self.noise_rng = noise_math.noise_generator(cfg.dynamics.noise.seed) if self.noise is not None else None
+        self._noise_steps = noise_phases(self.rule, cfg) if self.noise is not None else {}
+        if self.noise != getattr(engine, "noise", None):
+            raise ValueError(f"the engine's noise model ({getattr(engine, 'noise', None)}) is not dynamics.noise's "
+                             f"({self.noise}): build the engine with engine_from_params(cfg, net)")
         self.compiled = engine.jit_batches
         self.n_traces = 0  # how often the batch was traced (compiled): once per run
         self._live: tuple[Params, RuleState] | None = None  # the engine's copies during an epoch
@@ -122,7 +133,7 @@ class Trainer:
         ``(arrays, meta)`` with arrays named ``weight/<proj>``, ``bias/<pop>``,
         ``rule/<key>`` (the rule's learned and fixed state), ``buffer/<name>`` (its per-sample
         buffers), ``optimizer/<key>``, ``persistent/<pop>`` and ``meta = {"rng": <bit generator
-        state>}`` (JSON-serialisable)."""
+        state>}`` (JSON-serialisable; with noise also ``"noise_rng"``, the noise stream's state)."""
         self._sync()
         arrays = {f"weight/{k}": np.asarray(v) for k, v in self.params.weights.items()}
         arrays.update({f"bias/{k}": np.asarray(v) for k, v in self.params.biases.items()})
@@ -131,7 +142,10 @@ class Trainer:
         arrays.update({f"optimizer/{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
         if self.persistent is not None:
             arrays.update({f"persistent/{k}": np.asarray(v) for k, v in self.persistent.items()})
-        return arrays, {"rng": self.rng.bit_generator.state}
+        meta = {"rng": self.rng.bit_generator.state}
+        if self.noise_rng is not None:
+            meta["noise_rng"] = self.noise_rng.bit_generator.state
+        return arrays, meta
 
     def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
         """Restore what :meth:`state_dict` returned (in place: the same arrays)."""
@@ -154,6 +168,8 @@ class Trainer:
             for k, v in group("persistent/").items():
                 self.persistent[k][...] = v
         self.rng.bit_generator.state = meta["rng"]
+        if self.noise_rng is not None:
+            self.noise_rng.bit_generator.state = meta["noise_rng"]
 
     # -- engine-side copies --------------------------------------------------------------------
     def _live_arrays(self) -> tuple[Params, RuleState]:
@@ -176,10 +192,17 @@ class Trainer:
             for k, v in {**state.learned, **state.fixed}.items():
                 (self.state.learned if k in self.state.learned else self.state.fixed)[k][...] = np.asarray(v)
 
-    def _traced_update(self, params, state, opt_state, x, d, labels, init, draws, mask):
+    def _traced_update(self, params, state, opt_state, x, d, labels, init, draws, mask, noise):
         self.n_traces += 1
         return batch_update(self.rule, self.optimizer, self.engine, params, state, opt_state, x, d, labels, init,
-                            draws, mask)
+                            draws, mask, noise)
+
+    def _draw_noise(self, batch_size: int) -> dict | None:
+        """The batch's noise draws by phase (for the full batch size, like the rule's draws)."""
+        if self.noise is None:
+            return None
+        return {phase: noise_math.draw_phase(self.noise_rng, self.noise, self.net.sizes, steps, batch_size,
+                                             self.engine.dtype) for phase, steps in self._noise_steps.items()}
 
     # ------------------------------------------------------------------------------------------
     def train_step(self, x: np.ndarray, labels: np.ndarray, index: np.ndarray) -> dict:
@@ -191,13 +214,15 @@ class Trainer:
         n, size = len(x), self.cfg.learning.batch_size
         draws = self.rule.draw(self.rng, size, self.engine.dtype)  # always the full batch: same draws
         rows = {f"buffer/{k}": v[index] for k, v in self.buffers.items()}
+        noise = self._draw_noise(size)
         params, state = self._live_arrays()
         if self.compiled:
             draws = {**draws, **{k: _pad(v, size) for k, v in rows.items()}}
             before = params
             xp, dp, lp, ip, mask = self._padded(x, d, labels, init)
             params, state, self.optimizer.state, free, stats = self._step(
-                params, state, self.optimizer.state, xp, dp, lp, ip, self.engine.to_device(draws), mask)
+                params, state, self.optimizer.state, xp, dp, lp, ip, self.engine.to_device(draws), mask,
+                self.engine.to_device(noise))
             pending, self._pending = self._pending, (stats["finite"], x, d, init, draws, before)
             if pending is not None:
                 self._check_finite(*pending)
@@ -205,10 +230,11 @@ class Trainer:
         else:
             if n < size:
                 draws = self.rule.unpad_draws(draws, n)
+                noise = None if noise is None else {k: noise_math.unpad(v, n) for k, v in noise.items()}
             draws = {**draws, **rows}
             params, state, self.optimizer.state, free, stats = batch_update(
                 self.rule, self.optimizer, self.engine, params, state, self.optimizer.state, x, d, labels, init,
-                draws)
+                draws, noise=noise)
         self._keep(params, state, free, index)
         for k, v in stats.pop("buffers").items():
             self.buffers[k][index] = np.asarray(v)[:n]

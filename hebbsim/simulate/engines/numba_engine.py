@@ -6,10 +6,11 @@ import numpy as np
 
 from ...dynamics.network import INPUT, OUTPUT, Network
 from ...dynamics.loss import COST_CODES
+from ...dynamics.noise import NOISE_CODES, NoiseModel, PhaseNoise
 from ...dynamics.nonlinearities import RHO_CODES
 from ...dynamics.params import Params
 from ...errors import HebbsimError
-from .base import Relaxation, States, diverged
+from .base import Relaxation, States, check_noise, diverged
 from .numba_kernels import euler_kernel
 
 
@@ -18,13 +19,18 @@ class NumbaEngine:
 
     Kernels are compiled on first use and cached on disk (``numba`` ``cache=True``), so a
     second run does not recompile.
+
+    With a ``noise`` model, a phase given noise draws runs a second kernel specialised to the
+    noise kind (Euler–Maruyama, :mod:`hebbsim.dynamics.noise`); a phase without runs the
+    noise-free kernel, so clean phases are bit-identical to those of an engine without noise.
     """
 
     name = "numba"
     jit_batches = False  # phases are compiled kernels; the rest of a batch runs eagerly on numpy
 
-    def __init__(self, net: Network, dt: float, dtype=np.float32):
+    def __init__(self, net: Network, dt: float, dtype=np.float32, noise: NoiseModel | None = None):
         self.net = net
+        self.noise = noise
         self.dt = float(dt)
         self.dtype = np.dtype(dtype)
         self._pops = [p.name for p in net.dynamic_populations]
@@ -43,6 +49,12 @@ class NumbaEngine:
                  COST_CODES.get(net.cost, COST_CODES["state_mse"]))
         self._build = build  # the specialisation of every kernel this engine compiles
         self._kernel = euler_kernel(*build)
+        # the noise-free kernel never reads its noise arguments: typed placeholders
+        self._quiet = (np.zeros(len(self._pops), np.int64), (np.zeros((1, 1, 1), self.dtype),),
+                       (np.zeros((1, 1), self.dtype),), 0.0, 1.0)
+        if noise is not None:
+            self._noisy_kernel = euler_kernel(*build, NOISE_CODES[noise.kind])
+            self._noisy = np.array([name in noise.populations for name in self._pops], dtype=np.int64)
 
     def to_device(self, tree):
         """The engine works on host (numpy) arrays: nothing to move."""
@@ -62,17 +74,37 @@ class NumbaEngine:
             return fused_window
         return None
 
-    def clamp(self, params: Params, x: np.ndarray, extra_current: States | None = None) -> "NumbaClamped":
+    def clamp(self, params: Params, x: np.ndarray, extra_current: States | None = None,
+              noise: dict[str, PhaseNoise] | None = None) -> "NumbaClamped":
         """Fix the input ``x`` (batch, n_x) and the parameters for the phases of one batch.
 
-        ``extra_current`` adds a current held constant over the phases (e.g. a perturbation).
+        ``extra_current`` adds a current held constant over the phases (e.g. a perturbation);
+        ``noise`` binds the batch's noise draws by phase name.
         """
-        return NumbaClamped(self, params, np.ascontiguousarray(x, dtype=self.dtype), extra_current)
+        return NumbaClamped(self, params, np.ascontiguousarray(x, dtype=self.dtype), extra_current, noise)
+
+    def _noise_arguments(self, noise: PhaseNoise, batch: int) -> tuple:
+        """``(noisy, z, xi, kick, decay)`` of the noisy kernel: per population the increments
+        (C-contiguous, engine dtype) and a fresh copy of the OU current (the kernel advances it in
+        place), placeholders for quiet populations."""
+        m = self.noise
+        z, xi = [], []
+        for name, size in zip(self._pops, (p.size for p in self.net.dynamic_populations)):
+            if name in m.populations:
+                z.append(np.ascontiguousarray(noise.z[name], dtype=self.dtype))
+                xi.append(np.array(noise.xi0[name], dtype=self.dtype, order="C", copy=True) if m.kind == "ou"
+                          else np.zeros((1, 1), self.dtype))
+            else:
+                z.append(np.zeros((1, 1, 1), self.dtype))
+                xi.append(np.zeros((1, 1), self.dtype))
+        return self._noisy, tuple(z), tuple(xi), m.kick(self.dt), m.decay(self.dt)
 
 
 class NumbaClamped:
-    def __init__(self, engine: NumbaEngine, params: Params, x: np.ndarray, extra_current: States | None):
+    def __init__(self, engine: NumbaEngine, params: Params, x: np.ndarray, extra_current: States | None,
+                 noise: dict[str, PhaseNoise] | None = None):
         self.engine, self.params = engine, params
+        self.noise = dict(noise or {})
         dt = engine.dtype
         batch = x.shape[0]
         static = {name: np.broadcast_to(params.biases[name].astype(dt), (batch, size)).copy()
@@ -97,7 +129,7 @@ class NumbaClamped:
         )
 
     def relax(self, states: States, n_steps: int, *, beta: float = 0.0, target=None, tol: float = 0.0,
-              phase: str = "free") -> Relaxation:
+              phase: str = "free", noise: PhaseNoise | None = None) -> Relaxation:
         e = self.engine
         if beta != 0 and not e.nudges:
             raise HebbsimError(
@@ -107,10 +139,14 @@ class NumbaClamped:
         s = tuple(np.array(states[n], dtype=e.dtype, order="C", copy=True) for n in e._pops)
         tgt = (np.ascontiguousarray(target, dtype=e.dtype) if target is not None
                else np.zeros((self.batch, s[e._out].shape[1]), dtype=e.dtype))
-        steps, res, bad_step, bad_pop = e._kernel(
+        if check_noise(e, noise, int(n_steps), self.batch, tol):
+            kernel, noise_args = e._noisy_kernel, e._noise_arguments(noise, self.batch)
+        else:
+            kernel, noise_args = e._kernel, e._quiet
+        steps, res, bad_step, bad_pop = kernel(
             s, self.static, self.weights_t, e._proj_src, e._proj_dst, e._inv_leak,
             self._rates, self._currents, self._scratch, e._out, tgt, float(beta), e.dt,
-            int(n_steps), float(tol),
+            int(n_steps), float(tol), *noise_args,
         )
         if bad_step >= 0:  # the kernel counts from 0; the error names the step as the k-th
             raise diverged(e, phase, int(bad_step) + 1, e._pops[bad_pop])

@@ -27,9 +27,11 @@ from numba import njit
 # values are still detected
 _FASTMATH = {"reassoc", "contract"}
 
-# codes of hebbsim.dynamics.nonlinearities.RHO_CODES and hebbsim.dynamics.loss.COST_CODES
+# codes of hebbsim.dynamics.nonlinearities.RHO_CODES, hebbsim.dynamics.loss.COST_CODES and
+# hebbsim.dynamics.noise.NOISE_CODES
 HARD_SIGMOID, SIGMOID, SIGMOID4, TANH = 0, 1, 2, 3
 STATE_MSE, RATE_MSE = 0, 1
+NO_NOISE, WHITE, OU = 0, 1, 2
 
 
 @njit(cache=True, inline="always")
@@ -111,17 +113,20 @@ def _synaptic_currents(rates, weights_t, proj_src, proj_dst, first, currents, sc
 
 
 @functools.lru_cache(maxsize=None)
-def euler_kernel(rho_kind: int, gated: bool, clip: bool, cost_kind: int = STATE_MSE):
-    """The Euler kernel specialised to one nonlinearity, neuron model, clipping choice and cost.
+def euler_kernel(rho_kind: int, gated: bool, clip: bool, cost_kind: int = STATE_MSE, noise_kind: int = NO_NOISE):
+    """The Euler kernel specialised to one nonlinearity, neuron model, clipping choice, cost and
+    noise model.
 
     Specialising on these (they are constants of a network) removes every branch from the
     element loop, so LLVM vectorises it. Closure constants are part of numba's cache key,
-    so each specialisation is compiled once and cached on disk.
+    so each specialisation is compiled once and cached on disk. With ``noise_kind = NO_NOISE``
+    the noise branches are dead code: the noise-free kernel is the same machine code as
+    before noise existed (its noise arguments are never read).
     """
 
     @njit(cache=True, fastmath=_FASTMATH)
     def euler_relax(states, static, weights_t, proj_src, proj_dst, inv_leak, rates, currents, scratch,
-                    out_idx, target, beta, dt, n_steps, tol):
+                    out_idx, target, beta, dt, n_steps, tol, noisy, z, xi, kick, decay):
         """Integrate ``n_steps`` Euler steps in place on ``states``.
 
         Stops early once the residual ``max |Δs|/dt < tol`` (``tol <= 0`` never stops early). Returns
@@ -133,6 +138,11 @@ def euler_kernel(rho_kind: int, gated: bool, clip: bool, cost_kind: int = STATE_
         per population that computes ds/dt, updates the state and the rate that the next
         step's GEMMs read. The residual (a max-reduction) is only computed when it is
         needed: every step with a tolerance, else at the last step.
+
+        Noise (:mod:`hebbsim.dynamics.noise`; populations with ``noisy[j]``, increments
+        ``z[j][step]``): ``WHITE`` adds ``kick·z`` (``kick = σ√dt``: Euler–Maruyama) to the
+        update; ``OU`` adds ``dt·ξ`` and advances the current ``ξ ← decay·ξ + kick·z`` in place
+        on ``xi[j]`` (``decay = e^{-dt/τ}``, ``kick = σ√(1 - decay²)``). Both before the clip.
         """
         n_pop = len(states)
         first = _first_projection_into(n_pop, proj_dst)
@@ -150,6 +160,14 @@ def euler_kernel(rho_kind: int, gated: bool, clip: bool, cost_kind: int = STATE_
                 st = static[j]
                 leak = inv_leak[j]
                 nudged = j == out_idx and beta != 0.0
+                if noise_kind != NO_NOISE:
+                    noisy_j = noisy[j] != 0
+                    zj = z[j]
+                    xij = xi[j]
+                else:  # dead code: the noise-free kernel reads no noise argument
+                    noisy_j = False
+                    zj = z[0]
+                    xij = xi[0]
                 poison = 0.0  # becomes nan if any ds/dt is inf or nan
                 for b in range(s.shape[0]):
                     row_max = 0.0
@@ -163,6 +181,14 @@ def euler_kernel(rho_kind: int, gated: bool, clip: bool, cost_kind: int = STATE_
                             ds -= beta * _cost_gradient(sv, target[b, i], cost_kind, rho_kind)
                         poison += ds * 0.0
                         new = sv + dt * ds
+                        if noise_kind == WHITE:
+                            if noisy_j:
+                                new += kick * zj[step, b, i]
+                        elif noise_kind == OU:
+                            if noisy_j:
+                                xv = xij[b, i]
+                                new += dt * xv
+                                xij[b, i] = decay * xv + kick * zj[step, b, i]
                         if clip:
                             new = min(max(new, 0.0), 1.0)
                         if track:
