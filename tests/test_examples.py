@@ -25,8 +25,9 @@ def test_explore_run_plots_a_run(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rule", ["fa", "dfa", "drtp", "fa_strategy", "f3"])
-def test_the_digits_example_of_each_feedback_rule_reaches_ten_percent_in_a_minute(rule, tmp_path):
+@pytest.mark.parametrize("rule,seconds", [("fa", 60), ("dfa", 60), ("drtp", 60), ("fa_strategy", 60), ("f3", 60),
+                                          ("node_perturbation", 120)])
+def test_the_digits_example_of_each_feedback_rule_reaches_ten_percent_in_time(rule, seconds, tmp_path):
     import time
 
     from hebbsim.data.params import load_params
@@ -35,5 +36,5 @@ def test_the_digits_example_of_each_feedback_rule_reaches_ten_percent_in_a_minut
     assert cfg.learning.rule == rule and cfg.data.dataset == "digits"
     t0 = time.perf_counter()
     ds = hebbsim.run(cfg, progress=False, log=None)
-    assert time.perf_counter() - t0 < 60
+    assert time.perf_counter() - t0 < seconds
     assert float(ds.test_error.isel(epoch=-1)) <= 0.10

@@ -62,7 +62,7 @@ def softplus(z):
 
 
 def cost_terms(net: "Network", s_o, target):
-    """The cost per sample *and output unit*, :math:`C = \sum_k` of these (``s_o`` of shape ``(..., n_o)``)."""
+    r"""The cost per sample *and output unit*, :math:`C = \sum_k` of these (``s_o`` of shape ``(..., n_o)``)."""
     _check(net.cost)
     if net.cost == "softmax_cross_entropy":
         return -target * log_softmax(s_o)

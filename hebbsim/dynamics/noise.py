@@ -60,6 +60,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .nonlinearities import xp_of
+
 KINDS = ("none", "white", "ou")
 NOISE_CODES = {"none": 0, "white": 1, "ou": 2}  # the numba kernel's specialisation
 NOISE_STREAM = 0x6E6F697365  # "noise": the spawn key that separates the noise stream from the run's
@@ -166,6 +168,20 @@ def ou_currents(model: NoiseModel, h: float, noise: PhaseNoise) -> dict[str, np.
         for k in range(z.shape[0]):
             xi[k + 1] = a * xi[k] + c * z[k]
         out[pop] = xi
+    return out
+
+
+def final_current(model: NoiseModel, h: float, noise: PhaseNoise, n_steps: int | None = None) -> dict:
+    r"""The OU current after ``n_steps`` steps of a phase (default: all of its increments),
+    :math:`\xi_n = a^n\xi_0 + c\sum_{k<n} a^{n-1-k} z_k` — the noise each unit was receiving at
+    the end, in closed form (array API: traces under JAX)."""
+    a, c = model.decay(h), model.kick(h)
+    out = {}
+    for pop, z in noise.z.items():
+        n = z.shape[0] if n_steps is None else n_steps
+        xp = xp_of(z)
+        weights = xp.asarray(a ** np.arange(n - 1, -1, -1, dtype=np.float64), dtype=z.dtype)
+        out[pop] = a**n * noise.xi0[pop] + c * xp.tensordot(weights, z[:n], axes=1)
     return out
 
 

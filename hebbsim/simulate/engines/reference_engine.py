@@ -78,7 +78,7 @@ class ReferenceEngine(JaxEngine):
         """The fixed point of the feed-forward chain (traceable and differentiable)."""
         return forward_pass(self.net, self.chain, params, x, extra)
 
-    def solve(self, params: Params, states: States, x, n_steps, beta=0.0, target=None, extra=None, *,
+    def solve(self, params: Params, states: States, x, n_steps, beta=0.0, target=None, extra=None, noise=None, *,
               tol: float = 0.0):
         """The phase in one sweep (``states``, ``n_steps``, ``target`` and ``tol`` play no part).
         Returns ``(states, 1, 0, finite)`` like :meth:`JaxEngine.solve`."""
@@ -86,7 +86,12 @@ class ReferenceEngine(JaxEngine):
         finite = {k: jnp.all(jnp.isfinite(v)) for k, v in y.items()}
         return y, jnp.asarray(1), jnp.zeros((), self.dtype), finite
 
-    def clamp(self, params: Params, x, extra_current: States | None = None) -> "ReferenceClamped":
+    def clamp(self, params: Params, x, extra_current: States | None = None, noise: dict | None = None
+              ) -> "ReferenceClamped":
+        """As the jax engine's; ``noise`` must be empty (feed-forward passes integrate no dynamics)."""
+        if noise:
+            raise ValueError("the reference engine integrates no noisy dynamics; a discrete rule draws its own "
+                             "perturbations")
         return ReferenceClamped(self, params, x, extra_current)
 
     def locate_divergence(self, params: Params, states: States, x, n_steps: int, beta=0.0, target=None,
@@ -103,7 +108,7 @@ class ReferenceClamped(JaxClamped):
     """A batch with its input clamped on the reference engine: :meth:`relax` is the forward pass."""
 
     def relax(self, states: States, n_steps: int, *, beta=0.0, target=None, tol: float = 0.0,
-              phase: str = "free") -> Relaxation:
+              phase: str = "free", noise=None) -> Relaxation:
         if isinstance(beta, jax.core.Tracer) or float(beta) != 0.0:
             raise HebbsimError(
                 f"the {phase} phase asks for a nudge (beta != 0), which has no discrete form: dynamics.engine = "

@@ -1,0 +1,109 @@
+"""Node perturbation (seed 003): the feedback B learned from noise-correlated loss changes
+converges to the forward weights (its Theorem 1), without learning it is feedback alignment,
+and both engines agree on a noisy epoch."""
+
+import numpy as np
+import pytest
+
+import hebbsim
+from hebbsim.analysis.alignment import feedback_agreement
+from hebbsim.data.params import ParameterError, load_params
+from hebbsim.dynamics import rhs
+from hebbsim.dynamics.loss import one_hot
+from hebbsim.dynamics.params import init_params
+from hebbsim.rules import make_rule
+from hebbsim.simulate.engines import engine_from_params, make_engine
+from hebbsim.simulate.trainer import make_trainer
+
+
+def learned_feedback_error(c_h: float, epochs: int) -> float:
+    """Theorem 1's setting: W fixed (every batch a warm-up batch), a shallow sigmoid network,
+    B fitted by node perturbation with noise c_h on the hidden drive; the discrete form."""
+    cfg = load_params({"network": {"layers": [64, 8, 10], "rho": "sigmoid"},
+                       "dynamics": {"engine": "reference", "dtype": "float64", "noise": {"kind": "white", "sigma": c_h}},
+                       "learning": {"rule": "node_perturbation", "batch_size": 500, "seed": 2,
+                                    "node_perturbation": {"feedback_lr": 1.0, "fit": "ridge", "warmup_batches": 10**9}}})
+    net = cfg.build_network()
+    rng = np.random.default_rng(2)
+    params = init_params(net, rng, np.float64)
+    w0 = params.weights["h1_to_o"].copy()
+    data = np.random.default_rng(0)
+    x, y = data.uniform(0, 1, (20000, 64)), data.integers(0, 10, 20000)
+    trainer = make_trainer(cfg, net, engine_from_params(cfg, net), params, len(x), rng)
+    for epoch in range(1, epochs + 1):
+        trainer.train_epoch(x, y, progress=False, epoch=epoch)
+    trainer._sync()
+    np.testing.assert_array_equal(params.weights["h1_to_o"], w0)  # W stayed fixed
+    return feedback_agreement(net, params)["o_to_h1"][0]
+
+
+def test_learned_feedback_converges_to_the_forward_weights_as_the_perturbation_shrinks():
+    small, large = learned_feedback_error(0.01, 20), learned_feedback_error(1.0, 20)
+    assert small < 0.06  # seed 003 Theorem 1: B → Wᵀ as c_h → 0 (0.8 % in its Fig. 2 after more iterations)
+    assert large > 3 * small  # a large perturbation biases the estimate
+
+
+def _problem(feedback_lr, engine="numba"):
+    cfg = load_params({"network": {"layers": [64, 12, 9, 10], "rho": "tanh"},
+                       "dynamics": {"engine": engine, "dtype": "float64", "dt": 0.5, "free_steps": 30,
+                                    "nudge_steps": 20, "beta": 0.1,
+                                    "noise": {"kind": "ou", "sigma": 0.05, "tau": 20.0}},
+                       "learning": {"rule": "node_perturbation", "node_perturbation": {"feedback_lr": feedback_lr}}})
+    net = cfg.build_network()
+    params = init_params(net, np.random.default_rng(3), np.float64)
+    rng = np.random.default_rng(4)
+    return cfg, net, params, rng.uniform(0, 1, (6, 64)), one_hot(rng.integers(0, 10, 6), 10, np.float64)
+
+
+def test_without_learning_the_feedback_the_forward_update_is_feedback_alignments():
+    cfg, net, params, x, d = _problem(0.0)
+    fa = load_params({**cfg.model_dump(exclude_none=True),
+                      "learning": {"rule": "fa"}, "dynamics": {**cfg.dynamics.model_dump(exclude_none=True),
+                                                               "noise": {"kind": "none"}}})
+    updates = {}
+    for c in (cfg, fa):
+        rule = make_rule(c, net)
+        engine = engine_from_params(c, net)
+        noise = {}
+        if c.learning.rule == "node_perturbation":
+            from hebbsim.dynamics.noise import NoiseModel, draw_phase, noise_generator
+
+            model = NoiseModel.from_config(c.dynamics.noise, net.hidden)
+            noise = {"noisy": draw_phase(noise_generator(1), model, net.sizes, c.dynamics.free_steps, 6, np.float64)}
+        system = engine.clamp(rule.inference_params(params), x, noise=noise)
+        updates[c.learning.rule] = rule.batch(system, params, rule.init_state(None, np.float64), x, d,
+                                              rhs.zero_states(net, 6, np.float64), {"beta": 0.1}).grads
+    np_grads, fa_grads = updates["node_perturbation"], updates["fa"]
+    assert set(np_grads) - set(fa_grads) == {"W_h2_to_h1", "W_o_to_h2"}  # B's own descent directions
+    for k, v in fa_grads.items():
+        np.testing.assert_array_equal(np_grads[k], v)
+    assert all(np.abs(np_grads[k]).max() > 0 for k in ("W_h2_to_h1", "W_o_to_h2"))
+
+
+def test_node_perturbation_needs_ou_noise_on_every_hidden_population():
+    base = {"network": {"layers": [64, 12, 10]}, "learning": {"rule": "node_perturbation"}}
+    with pytest.raises(ParameterError, match="set \\[dynamics.noise\\] kind = 'ou'"):
+        load_params(base)
+    with pytest.raises(ParameterError, match="only 'ou' noise has"):
+        load_params({**base, "dynamics": {"noise": {"kind": "white", "sigma": 0.1}}})
+    with pytest.raises(ParameterError, match="learns one route per hidden layer"):
+        load_params({**base, "network": {"layers": [64, 12, 10], "topology": "mixed_feedback"},
+                     "dynamics": {"noise": {"kind": "ou", "sigma": 0.1}}})
+    cfg = load_params({**base, "dynamics": {"noise": {"kind": "ou", "sigma": 0.1}}})
+    assert cfg.phases == ("free", "noisy", "nudged") and cfg.network.topology == "random_feedback"
+
+
+@pytest.mark.slow
+def test_numba_and_jax_train_the_same_weights_and_feedback_on_a_noisy_epoch(tmp_path):
+    runs = {}
+    for engine in ("numba", "jax"):
+        cfg, *_ = _problem(0.05, engine)
+        raw = cfg.model_dump(exclude_none=True)
+        raw["learning"].update(epochs=1, batch_size=10, lr=0.05)
+        raw["data"] = {"dataset": "digits", "train_subset": 100, "test_subset": 20}
+        raw["record"] = {"path": str(tmp_path / f"{engine}.h5"), "probes": 2}
+        runs[engine] = hebbsim.run(raw, progress=False, log=None)
+    for name in runs["numba"].data_vars:
+        if name.startswith("weight_"):
+            np.testing.assert_allclose(runs["jax"][name].values, runs["numba"][name].values, atol=1e-10, rtol=0)
+    assert not np.array_equal(runs["numba"].weight_o_to_h2.values[0], runs["numba"].weight_o_to_h2.values[-1])
