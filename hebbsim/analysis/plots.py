@@ -436,6 +436,8 @@ def plot_residuals(data, ax: Axes | None = None) -> Axes:
         raise NotApplicable("the run has no residual")
     if n_epochs(ds) == 0:
         return _no_data(ax, "no completed epoch yet")
+    if np.all(ds.residual.values == 0):  # the reference engine: every phase is its fixed point
+        raise NotApplicable("every phase ended exactly at rest (residual 0: one feed-forward sweep)")
     for phase in training_phases(ds):
         ax.plot(ds.epoch.values, ds.residual.sel(phase=phase).values, label=phase, **_marker(ds))
     ax.set_yscale("log")

@@ -194,3 +194,17 @@ def test_the_jax_engine_nudges_with_softmax_cross_entropy():
         ref = rhs.euler_step(net, params, ref, x, 0.2, beta=0.7, target=d)
     for k in ref:
         np.testing.assert_allclose(np.asarray(out.states[k]), ref[k], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule", ["ep_chl", "ep_chl_classic", "forward_gradient"])
+def test_rules_that_nudge_with_softmax_cross_entropy_are_refused_on_numba_before_any_work(rule):
+    from hebbsim.data.params import ParameterError, load_params
+
+    raw = {"network": {"layers": [64, 12, 10], "topology": "feedforward"},
+           "learning": {"rule": rule, "cost": "softmax_cross_entropy"}}
+    with pytest.raises(ParameterError, match=rf"^learning.cost = 'softmax_cross_entropy': learning.rule = '{rule}' "
+                                             r"drives the output .* state_mse and rate_mse only; use dynamics.engine "
+                                             r"= 'jax'") as err:
+        load_params(raw)
+    assert "\n" not in str(err.value)
+    assert load_params(raw, ["dynamics.engine=jax"]).learning.cost == "softmax_cross_entropy"

@@ -149,6 +149,9 @@ def test_a_reference_run_writes_a_one_step_run_file_and_resumes_bit_identically(
     assert ds.attrs["engine"] == "reference"
     assert list(ds.phase.values) == ["free"] and list(ds.step.values) == [0, 1]
     np.testing.assert_array_equal(ds.residual.values, 0.0)
+    from hebbsim.analysis import plots
+    with pytest.raises(plots.NotApplicable, match="residual 0"):  # no empty log-scale plot in reports
+        plots.plot_residuals(ds)
     # the recorded probe states: zeros before the sweep, the forward pass after it
     model = hebbsim.data.checkpoint.load_checkpoint(hebbsim.data.checkpoint.checkpoint_path(tmp_path / "a.h5"))[0]
     w = {k.split("/", 1)[1]: v for k, v in model.items() if k.startswith("weight/")}

@@ -44,7 +44,7 @@ class NumbaEngine:
         # the kernels implement the nudge of the costs in COST_CODES; with another cost (softmax
         # cross-entropy) only phases with β = 0 run here (relax refuses a nudge), so the build of
         # state_mse serves and no kernel is compiled for a force it never applies
-        self.nudges = net.cost in COST_CODES
+        self.kernel_nudge = net.cost in COST_CODES  # the kernels have this cost's force
         build = (RHO_CODES[net.rho], net.neuron == "gated", bool(net.clip_states),
                  COST_CODES.get(net.cost, COST_CODES["state_mse"]))
         self._build = build  # the specialisation of every kernel this engine compiles
@@ -68,7 +68,7 @@ class NumbaEngine:
         return carry
 
     def acceleration(self, name: str):
-        if name == "forward_gradient.window" and self.nudges:  # its reward is the kernels' cost
+        if name == "forward_gradient.window" and self.kernel_nudge:  # its reward is the kernels' cost
             from .numba_fg_window import fused_window
 
             return fused_window
@@ -131,7 +131,7 @@ class NumbaClamped:
     def relax(self, states: States, n_steps: int, *, beta: float = 0.0, target=None, tol: float = 0.0,
               phase: str = "free", noise: PhaseNoise | None = None) -> Relaxation:
         e = self.engine
-        if beta != 0 and not e.nudges:
+        if beta != 0 and not e.kernel_nudge:
             raise HebbsimError(
                 f"the {phase} phase nudges the output (beta = {float(beta):g}) with learning.cost = {e.net.cost!r}, "
                 f"whose force the numba kernels do not implement (they do {', '.join(COST_CODES)}); "
