@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from hebbsim.analysis.alignment import cosine
+from hebbsim.data.checkpoint import checkpoint_path, load_checkpoint
 from hebbsim.data.datasets import load_dataset
 from hebbsim.data.params import load_params
 from hebbsim.dynamics import rhs
@@ -55,8 +56,16 @@ def _apply(dyn: dict, change: dict) -> dict:
     return out
 
 
-def last_params(run_file: str, net) -> Params:
-    """The last weight snapshot (and biases) of a run file, float64."""
+def last_params(run_file: str, net, from_checkpoint: bool = False) -> Params:
+    """The last weight snapshot (and biases) of a run file, or the weights of its checkpoint
+    (the last completed epoch), float64."""
+    if from_checkpoint:
+        arrays, meta = load_checkpoint(checkpoint_path(run_file))
+        weights = {p.name: np.asarray(arrays[f"weight/{p.name}"], np.float64) for p in net.projections
+                   if p.kind != "tied"}
+        biases = {pop.name: np.asarray(arrays[f"bias/{pop.name}"], np.float64) for pop in net.dynamic_populations}
+        print(f"{checkpoint_path(run_file)}: weights after epoch {meta.get('epoch', '?')}")
+        return Params(weights, biases)
     with h5py.File(run_file, "r") as f:
         weights = {p.name: np.asarray(f[f"weight_{p.name}"][-1], np.float64) for p in net.projections
                    if p.kind != "tied"}
@@ -97,6 +106,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("params", help="the run's parameter file")
     ap.add_argument("run", help="its run file (the last weight snapshot is used)")
+    ap.add_argument("--checkpoint", action="store_true", help="use the run's checkpoint (its last completed epoch)")
     ap.add_argument("--batches", type=int, default=10, help="training batches (fixed: the first ones of a seeded draw)")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     args = ap.parse_args(argv)
@@ -108,7 +118,7 @@ def main(argv=None) -> None:
     dyn0 = raw.pop("dynamics")
     cfg = load_params({**raw, "dynamics": dyn0})
     net = cfg.build_network()
-    params = last_params(args.run, net)
+    params = last_params(args.run, net, args.checkpoint)
     data = load_dataset(cfg.data.dataset)
     rng = np.random.default_rng(0)
     bs = cfg.learning.batch_size
