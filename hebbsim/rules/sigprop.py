@@ -272,6 +272,8 @@ class Sigprop(Rule):
         if what not in self._jitted:
             import jax
 
+            from ..simulate.engines import jax_engine  # noqa: F401  (registers Params as a pytree)
+
             self._jitted[what] = jax.jit(getattr(self, what))
         return self._jitted[what]
 
