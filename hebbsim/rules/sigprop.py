@@ -232,19 +232,22 @@ class Sigprop(Rule):
 
     def layer_losses(self, flat: dict, state: RuleState, x, c, mask=None, *, local: bool = True) -> dict:
         """Every layer's loss :math:`L_i` (batch mean over the real samples), by population."""
+        return self._losses(self.streams(flat, state, x, c, local=local), c, mask)
+
+    def _losses(self, streams: dict, c, mask) -> dict:
         import jax.numpy as jnp
 
         from ..dynamics.loss import log_softmax
 
-        w = jnp.ones(x.shape[0], x.dtype) if mask is None else mask
+        w = jnp.ones(c.shape[0], c.dtype) if mask is None else mask
         mean = lambda per_sample: (per_sample * w).sum() / w.sum()  # noqa: E731
         out = {}
-        for pop, (h, t, pre, *_) in self.streams(flat, state, x, c, local=local).items():
+        for pop, (h, t, pre, *_) in streams.items():
             if t is None:  # the classification layer
                 out[pop] = mean(cost(self.net, pre, c))
             elif self.options.loss == "l2":
                 out[pop] = mean(0.5 * ((h - t) ** 2).sum(-1))
-            else:
+            else:  # L_pred, the labels reconstructed from the learning signals: c c^T's row maxima
                 same = c @ c.T
                 ystar = (same == same.max(axis=1, keepdims=True)) * w[None, :]
                 ystar = ystar / ystar.sum(axis=1, keepdims=True)
@@ -252,20 +255,26 @@ class Sigprop(Rule):
                 out[pop] = mean(-(ystar * jnp.where(ystar > 0, log_softmax(logits), 0.0)).sum(-1))
         return out
 
+    def _class_targets(self, flat: dict, state: RuleState, x) -> dict:
+        """The targets of every class at every target layer, ``pop → (n_classes, n_pop)``."""
+        import jax.numpy as jnp
+
+        eye = jnp.eye(self.n_classes, dtype=x.dtype)
+        streams = self.streams(flat, state, jnp.zeros((self.n_classes, x.shape[1]), x.dtype), eye)
+        return {pop: v[1] for pop, v in streams.items()}
+
+    def _scores(self, streams: dict, targets: dict) -> dict:
+        return {pop: pre if targets[pop] is None else -self.dissimilarity(h, targets[pop])
+                for pop, (h, _, pre, *_) in streams.items()}
+
     def exit_scores(self, params: Params, state: RuleState, x) -> dict:
         """The class scores of every early exit, ``pop → (B, n_classes)``: :math:`-O(h_i, t_i^c)`
         against the targets of every class (eq. 8), the logits at a classifier."""
         import jax.numpy as jnp
 
         flat = {**params.trainable(self.net), **state.learned}
-        eye = jnp.eye(self.n_classes, dtype=x.dtype)
-        h_streams = self.streams(flat, state, x, jnp.zeros((x.shape[0], self.n_classes), x.dtype))
-        t_streams = self.streams(flat, state, jnp.zeros((self.n_classes, x.shape[1]), x.dtype), eye)
-        out = {}
-        for pop, (h, _, pre, *_) in h_streams.items():
-            t = t_streams[pop][1]
-            out[pop] = pre if t is None else -self.dissimilarity(h, t)
-        return out
+        streams = self.streams(flat, state, x, jnp.zeros((x.shape[0], self.n_classes), x.dtype))
+        return self._scores(streams, self._class_targets(flat, state, x))
 
     def jitted(self, what: str):
         """``exit_scores`` or ``spike_trains`` compiled once (for evaluation and probes)."""
@@ -293,12 +302,17 @@ class Sigprop(Rule):
 
         flat = {**params.trainable(self.net), **state.learned}
         x = system.x
-        total = lambda f: sum(self.layer_losses(f, state, x, target, mask).values())  # noqa: E731
-        grads = jax.grad(total)(flat)
-        scores = self.exit_scores(params, state, x)
-        fwd = system.engine.forward(params, x)
-        states = {pop: fwd[pop] for pop in self.layers}
-        states[OUTPUT] = scores[OUTPUT]
+
+        def total(f):
+            streams = self.streams(f, state, x, target)
+            return sum(self._losses(streams, target, mask).values()), streams
+
+        (_, streams), grads = jax.value_and_grad(total, has_aux=True)(flat)
+        # the free phase: the forward pass's states (a spiking layer: its mean voltage), the
+        # prediction's class scores at the output
+        scores = self._scores({OUTPUT: streams[OUTPUT]}, self._class_targets(flat, state, x))
+        states = {pop: jax.lax.stop_gradient(v[2]) for pop, v in streams.items()}
+        states[OUTPUT] = jax.lax.stop_gradient(scores[OUTPUT])
         finite = {k: jnp.all(jnp.isfinite(v)) for k, v in states.items()}
         free = Relaxation(states, jnp.asarray(1), jnp.zeros((), x.dtype), finite)
         return BatchResult(grads, {"free": free})
