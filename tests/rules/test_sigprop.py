@@ -222,3 +222,23 @@ def test_run_file_holds_exit_errors_and_spike_trains(tmp_path):
     state = RuleState(learned={GENERATOR: arrays[f"rule/{GENERATOR}"]})
     trains = rule.spike_trains(params, state, jnp.asarray(ds.probe_input.values, jnp.float32))
     np.testing.assert_array_equal(np.asarray(trains["h1"]), ds.spikes_h1.isel(epoch=-1).values)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", ["digits_sigprop", "digits_sigprop_spiking"])
+def test_the_digits_examples_reach_ten_percent_in_a_minute(example, tmp_path):
+    import time
+    from pathlib import Path
+
+    jax.config.update("jax_enable_x64", False)  # the examples' float32, as the command line runs them
+    path = Path(__file__).resolve().parents[2] / "examples" / f"{example}.toml"
+    cfg = load_params(path, overrides=[f"record.path={tmp_path / 'run.h5'}"])
+    assert cfg.learning.rule == "sigprop" and cfg.data.dataset == "digits"
+    assert cfg.learning.sigprop.spiking == example.endswith("spiking")
+    t0 = time.perf_counter()
+    ds = hebbsim.run(cfg, progress=False)
+    assert time.perf_counter() - t0 < 60
+    assert float(ds.test_error.isel(epoch=-1)) <= 0.10
+    assert float(ds.exit_error.isel(epoch=-1).max()) < 0.5  # every early exit predicts
+    if cfg.learning.sigprop.spiking:
+        assert int(ds.spikes_h1.isel(epoch=-1).sum()) > 0
