@@ -29,7 +29,9 @@ layer boundary (``tests/rules/test_sigprop.py`` checks the Jacobian structure). 
 - ``loss = "l2"``: :math:`L = \frac12\lVert h_{i,n} - t_{i,n}\rVert^2`, each input pulled
   towards its own class's target (and the target towards it);
 
-each averaged over the batch's real samples (padding is masked out of the rows and out of the
+(the logits :math:`-O/\tau` with ``temperature`` :math:`\tau`, 1 by default: a dot product of
+wide layers' rates is large, and a temperature of about :math:`\sqrt{n}` keeps the softmax from
+saturating), each averaged over the batch's real samples (padding is masked out of the rows and out of the
 candidate targets). The comparison (eq. 6–7): ``"dot"``,
 :math:`O_\mathrm{dot}(h, t) = -h\cdot t`, or ``"l2"``, :math:`O_{\ell_2}(h, t) = \lVert h -
 t\rVert^2`.
@@ -92,6 +94,7 @@ class SigpropConfig(Section):
     prediction: Literal["output_target", "classification_layer"] = Field(
         "output_target", description="output_target: nearest class target at o (Fig. 2a); classification_layer: o is a "
                                      "linear classifier on hL trained by learning.cost (Fig. 2b)")
+    temperature: float = Field(1.0, gt=0, description="the class scores and the logits of L_pred are -O(h, t) / temperature")
     target_generator: Literal["fixed", "learned"] = Field(
         "learned", description="whether S_1 (classes -> h1's shape) learns from layer 1's loss or stays as drawn")
     target_scale: float = Field(1.0, gt=0, description="S_1 is drawn Glorot-uniform times this")
@@ -225,10 +228,13 @@ class Sigprop(Rule):
         return out
 
     def dissimilarity(self, h, t):
-        """:math:`O(h_n, t_m)` for every pair, shape (len(h), len(t)) (eq. 6–7)."""
+        """:math:`O(h_n, t_m)/\tau` for every pair, shape (len(h), len(t)) (eq. 6–7; :math:`\tau`
+        the ``temperature``)."""
         if self.options.comparison == "dot":
-            return -(h @ t.T)
-        return (h * h).sum(-1)[:, None] - 2.0 * (h @ t.T) + (t * t).sum(-1)[None, :]
+            o = -(h @ t.T)
+        else:
+            o = (h * h).sum(-1)[:, None] - 2.0 * (h @ t.T) + (t * t).sum(-1)[None, :]
+        return o if self.options.temperature == 1.0 else o / self.options.temperature
 
     def layer_losses(self, flat: dict, state: RuleState, x, c, mask=None, *, local: bool = True) -> dict:
         """Every layer's loss :math:`L_i` (batch mean over the real samples), by population."""
