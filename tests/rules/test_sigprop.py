@@ -110,11 +110,11 @@ def test_no_gradient_crosses_a_layer_boundary(options):
         assert crossing > 1e-8
 
 
-def _lpred_by_hand(h, t, labels, comparison="dot"):
+def _lpred_by_hand(h, t, labels, comparison="dot", tau=1.0):
     """seed 000 eq. 9 in numpy: CE of every h_n against the batch's targets t_m, the labels
     reconstructed as the samples of n's class (rows normalised)."""
     o = -(h @ t.T) if comparison == "dot" else ((h[:, None, :] - t[None, :, :]) ** 2).sum(-1)
-    z = -o
+    z = -o / tau
     logp = z - z.max(1, keepdims=True)
     logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
     ystar = (labels[:, None] == labels[None, :]).astype(float)
@@ -122,9 +122,9 @@ def _lpred_by_hand(h, t, labels, comparison="dot"):
     return float(-(ystar * logp).sum(1).mean())
 
 
-@pytest.mark.parametrize("comparison", ["dot", "l2"])
-def test_lpred_and_the_interleaved_streams_by_hand(comparison):
-    cfg, net, rule, params, state, x, labels, d = _setup(comparison=comparison)
+@pytest.mark.parametrize("comparison, tau", [("dot", 1.0), ("l2", 3.0)])
+def test_lpred_and_the_interleaved_streams_by_hand(comparison, tau):
+    cfg, net, rule, params, state, x, labels, d = _setup(comparison=comparison, temperature=tau)
     w1, w2, w3 = (params.weights[k] for k in ("x_to_h1", "h1_to_h2", "h2_to_o"))
     b1, b2, b3 = (params.biases[k] for k in ("h1", "h2", "o"))
     s = state.learned[GENERATOR]
@@ -133,7 +133,7 @@ def test_lpred_and_the_interleaved_streams_by_hand(comparison):
     ho, to = np.tanh(h2 @ w3.T + b3), np.tanh(t2 @ w3.T + b3)
     got = jax.jit(lambda f: rule.layer_losses(f, state, x, d))(_flat(rule, params, state))
     for pop, (h, t) in {"h1": (h1, t1), "h2": (h2, t2), "o": (ho, to)}.items():
-        np.testing.assert_allclose(float(got[pop]), _lpred_by_hand(h, t, labels, comparison), rtol=1e-12)
+        np.testing.assert_allclose(float(got[pop]), _lpred_by_hand(h, t, labels, comparison, tau), rtol=1e-12)
     # early exits (eq. 8): the nearest class target, the targets of all classes through the chain
     eye = np.eye(10)
     tc = {"h1": np.tanh(eye @ s.T)}
@@ -142,7 +142,7 @@ def test_lpred_and_the_interleaved_streams_by_hand(comparison):
     scores = rule.jitted("exit_scores")(params, state, jnp.asarray(x))
     for pop, h in {"h1": h1, "h2": h2, "o": ho}.items():
         o = -(h @ tc[pop].T) if comparison == "dot" else ((h[:, None] - tc[pop][None]) ** 2).sum(-1)
-        np.testing.assert_allclose(np.asarray(scores[pop]), -o, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(scores[pop]), -o / tau, rtol=1e-10, atol=1e-12)
 
 
 def test_padding_is_masked_out_of_rows_and_candidate_targets():
