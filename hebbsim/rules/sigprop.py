@@ -200,6 +200,7 @@ class Sigprop(Rule):
             read = (lambda z, v: v.mean(0)) if opt.spiking_gradient == "voltage" else (lambda z, v: z.mean(0))  # noqa: E731
             h_cur = jnp.broadcast_to(self._current(flat, self.layers[0], x), (T, x.shape[0], self.net.sizes[self.layers[0]]))
             t_cur = jnp.broadcast_to(c @ self._generator(flat, state).T, (T, c.shape[0], h_cur.shape[-1]))
+            z_h = z_t = None  # the spikes of the layer below (set by the first layer)
             for k, pop in enumerate(self.layers):
                 if k:
                     if pop not in self.target_layers:  # the classifier reads the rates of hL

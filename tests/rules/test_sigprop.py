@@ -8,7 +8,6 @@ import pytest
 
 import hebbsim
 from hebbsim.data.params import ParameterError, load_params
-from hebbsim.dynamics import rhs
 from hebbsim.dynamics.loss import one_hot
 from hebbsim.dynamics.params import init_params
 from hebbsim.dynamics.spiking import integrate_and_fire
