@@ -88,6 +88,11 @@ class RunLayout:
     dtype: str  # dtype of states, weights and biases (the run's dtype)
     grad_alignment: bool = False  # whether the file has grad_alignment(epoch, projection)
     feedback_projections: tuple[str, ...] = ()  # the feedback coordinate of feedback_alignment
+    # early exits and spike trains (sigprop, docs/rules.md): the exit coordinate of exit_error,
+    # the spiking populations with a spikes_<pop> variable, and their time steps
+    exits: tuple[str, ...] = ()
+    spiking: tuple[str, ...] = ()
+    time_steps: int = 0
 
     @property
     def records_states(self) -> bool:
@@ -110,6 +115,8 @@ class EpochRecord:
     feedback_sign_congruence: dict[str, float] = field(default_factory=dict)  # → fraction of agreeing signs
     weights: dict[str, np.ndarray] | None = None  # a snapshot after this epoch: projection → (dst, src)
     biases: dict[str, np.ndarray] | None = None  # with the snapshot: population → (unit,)
+    exit_error: dict[str, float] = field(default_factory=dict)  # early exit → test error (sigprop)
+    spikes: dict[str, np.ndarray] = field(default_factory=dict)  # pop → (time_step, probe, unit) 0/1 (sigprop)
 
 
 def _filters(compression: str, level: int) -> dict:
@@ -188,6 +195,10 @@ class RunStore:
             dims["projection"] = len(lay.loop_projections)
         if lay.feedback_projections:
             dims["feedback"] = len(lay.feedback_projections)
+        if lay.exits:
+            dims["exit"] = len(lay.exits)
+        if lay.spiking and lay.records_states:
+            dims["time_step"] = lay.time_steps
         f.dimensions = dims
         dtype, z = np.dtype(lay.dtype), self.filters
 
@@ -241,6 +252,14 @@ class RunStore:
             per_epoch("feedback_sign_congruence", "feedback", n, "1", "feedback sign congruence",
                       "fraction of the entries of B^T and M with the same sign (seed 003 Fig. 2B)")
 
+        if lay.exits:
+            v = f.create_variable("exit", ("exit",), h5py.string_dtype(), data=np.array(lay.exits, dtype=object))
+            _attrs(v, None, "early exit", "the layer whose early-exit prediction is scored (the last one is the network's)")
+            v = f.create_variable("exit_error", ("epoch", "exit"), "f8", chunks=(256, len(lay.exits)),
+                                  fillvalue=np.nan)
+            _attrs(v, "1", "early-exit test error", "fraction of test samples misclassified by the layer's early exit "
+                   "(sigprop, seed 000 eq. 8: the class whose target at that layer is nearest; a classifier's argmax)")
+
         for name, (src, dst) in lay.weights.items():
             shape = (lay.populations[dst], lay.populations[src])
             v = f.create_variable(f"weight_{name}", ("snapshot", f"{dst}_unit", f"{src}_unit"), dtype,
@@ -273,6 +292,15 @@ class RunStore:
                                "end of the epoch (free phase from zeros; nudged phases from the free end state; "
                                "NaN past a phase's last step or for phases not recorded)",
                        coordinates="probe_label time")
+            if lay.spiking:
+                v = f.create_variable("time_step", ("time_step",), "i8", data=np.arange(1, lay.time_steps + 1))
+                _attrs(v, "1", "time step", "time step of the spiking forward pass (1-based)")
+            for pop in lay.spiking:
+                v = f.create_variable(f"spikes_{pop}", ("epoch", "time_step", "probe", f"{pop}_unit"), "i1",
+                                      chunks=(1, lay.time_steps, len(lay.probe), lay.populations[pop]), **z)
+                _attrs(v, "1", f"spikes of {pop}", f"spike train (1: a spike) of population {pop} for the probe samples' "
+                       "inputs, in the forward pass at the end of the epoch",
+                       coordinates="probe_label")
         for k, val in attrs.items():
             f.attrs[k] = val
         f.attrs["Conventions"] = CONVENTIONS
@@ -341,6 +369,11 @@ class RunStore:
                 values = getattr(rec, var)
                 if values and var in f:
                     f[var][n] = [values.get(p, np.nan) for p in f[dim].asstr()[:]]
+            if rec.exit_error and "exit_error" in f:
+                f["exit_error"][n] = [rec.exit_error.get(k, np.nan) for k in f["exit"].asstr()[:]]
+            for pop, train in rec.spikes.items():
+                if f"spikes_{pop}" in f:
+                    f[f"spikes_{pop}"][n] = np.asarray(train, np.int8)
             it0, nb = f["iteration"].shape[0], len(rec.batch_loss)
             _resize(f, "iteration", it0 + nb)
             f["iteration"][it0:] = np.arange(it0 + 1, it0 + nb + 1)
@@ -452,7 +485,7 @@ SLACK_BYTES = 1 << 20
 def _record_bytes(rec: EpochRecord) -> int:
     """Bytes an epoch's record holds uncompressed (what appending it may add to the file, at most)."""
     arrays = [traj for by_phase in rec.states.values() for traj in by_phase.values()]
-    arrays += list((rec.weights or {}).values()) + list((rec.biases or {}).values())
+    arrays += list((rec.weights or {}).values()) + list((rec.biases or {}).values()) + list(rec.spikes.values())
     return sum(np.asarray(a).nbytes for a in arrays) + 3 * 8 * len(rec.batch_loss) + 64 * 8
 
 

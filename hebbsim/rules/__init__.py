@@ -34,7 +34,7 @@ def make_rule(cfg, net) -> Rule:
 
 
 # the rules hebbsim ships (each module registers itself)
-from . import bp, dfa, drtp, ep_chl, ep_chl_classic, f3, fa, fa_strategy, forward_gradient, node_perturbation  # noqa: E402,F401
+from . import bp, dfa, drtp, ep_chl, ep_chl_classic, f3, fa, fa_strategy, forward_gradient, node_perturbation, sigprop  # noqa: E402,F401,E501
 
 RULE_NAMES = tuple(RULES)
 

@@ -96,9 +96,20 @@ class ProbeRecorder:
         return states
 
 
+def spike_trains(rule, probes: ProbeRecorder, params: Params, state) -> dict[str, np.ndarray]:
+    """The probe samples' spike trains ``pop → (time_step, probe, unit)`` (int8) of a rule with
+    spiking layers (sigprop with ``spiking = true``); empty for other rules or without probes."""
+    pops = getattr(rule, "spiking_populations", ())
+    if not pops or not len(probes.index) or not probes.populations:
+        return {}
+    trains = rule.jitted("spike_trains")(params, state, probes.x.astype(rule.cfg.dynamics.dtype))
+    return {pop: np.asarray(trains[pop]).astype(np.int8) for pop in pops}
+
+
 def run_layout(cfg: RunParams, net: Network, probes: ProbeRecorder, loop_projections: tuple[str, ...],
-               params: Params, feedback_projections: tuple[str, ...] = ()) -> RunLayout:
-    """The fixed part of this run's file."""
+               params: Params, feedback_projections: tuple[str, ...] = (), rule=None) -> RunLayout:
+    """The fixed part of this run's file (``rule``: its early exits and spiking layers, if any)."""
+    spiking = tuple(getattr(rule, "spiking_populations", ()))
     return RunLayout(
         populations=dict(net.sizes),
         phases=cfg.phases,
@@ -114,5 +125,8 @@ def run_layout(cfg: RunParams, net: Network, probes: ProbeRecorder, loop_project
         dtype=cfg.dynamics.dtype,
         grad_alignment=cfg.record.grad_alignment,
         feedback_projections=feedback_projections,
+        exits=tuple(getattr(rule, "exits", ())),
+        spiking=spiking,
+        time_steps=rule.options.time_steps if spiking else 0,
     )
 

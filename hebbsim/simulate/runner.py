@@ -42,7 +42,7 @@ from ..dynamics.network import OUTPUT
 from .health import TrainingHealth
 from .preflight import check_memory, check_record_path
 from .provenance import now, provenance
-from .recording import ProbeRecorder, run_layout
+from .recording import ProbeRecorder, run_layout, spike_trains
 from .resume import metrics_digest, resume_point
 from ..rules import rule_class
 from ..rules.contrastive import ContrastiveRule
@@ -184,7 +184,7 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
         except OSError as err:  # e.g. a directory in its place
             raise HebbsimError(f"cannot remove the old checkpoint {ckpt}: {err.strerror}; remove it by hand") from None
         projections = tuple(p.name for p in net.learned) if rec.grad_alignment else tuple(cycles)
-        store.create(run_layout(cfg, net, probes, projections, model, tuple(feedback)),
+        store.create(run_layout(cfg, net, probes, projections, model, tuple(feedback), trainer.rule),
                      provenance(cfg.to_toml(), engine.name, dtype.name, cfg.learning.seed), model.weights,
                      model.biases)
     else:
@@ -210,6 +210,7 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
         stats = trainer.train_epoch(x_train, data.y_train, progress=progress, desc=f"epoch {epoch}", epoch=epoch)
         elapsed = time.perf_counter() - t0
         test_error, test_loss = trainer.evaluate(x_test, data.y_test)
+        exit_error = trainer.exit_errors(x_test, data.y_test)  # sigprop's early exits (else empty)
         t1 = time.perf_counter()
         snapshot = epoch % rec.weights_every == 0 or epoch == cfg.learning.epochs
         for warning in health.check(epoch, model, lrs):
@@ -235,6 +236,8 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
             feedback_sign_congruence={k: v[1] for k, v in agreement.items()},
             weights=model.weights if snapshot else None,
             biases=model.biases if snapshot else None,
+            exit_error=exit_error,
+            spikes=spike_trains(trainer.rule, probes, model, trainer.state),
         ), {**attrs, "end_time": now(), "checkpoint_digests": " ".join(digests)})
         t2 = time.perf_counter()
         save_checkpoint(ckpt, arrays, meta, {"name": store.path.name, "epochs": epoch,

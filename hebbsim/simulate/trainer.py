@@ -334,12 +334,33 @@ class Trainer:
             n = len(xb)
             if self.compiled and len(x) > bs:  # one compiled shape for every batch
                 xb = _pad(xb, bs)
-            system = self.engine.clamp(self.rule.inference_params(params), xb)
-            free = free_phase(system, rhs.zero_states(self.net, len(xb), self.engine.dtype), steps, dyn.tol)
-            s_o = np.asarray(free.states[OUTPUT])[:n]
+            if hasattr(self.rule, "exit_scores"):  # sigprop: the prediction is the last early exit's
+                s_o = np.asarray(self.rule.jitted("exit_scores")(params, self._live_arrays()[1], xb)[OUTPUT])[:n]
+            else:
+                system = self.engine.clamp(self.rule.inference_params(params), xb)
+                free = free_phase(system, rhs.zero_states(self.net, len(xb), self.engine.dtype), steps, dyn.tol)
+                s_o = np.asarray(free.states[OUTPUT])[:n]
             n_wrong += int(np.sum(prediction(self.net, s_o) != yb))
             loss += float(np.sum(cost(self.net, s_o, one_hot(yb, self.net.sizes[OUTPUT], s_o.dtype))))
         return n_wrong / len(x), loss / len(x)
+
+    # -- early exits (sigprop) -------------------------------------------------------------------
+    def exit_errors(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Test error of every early exit of a rule that has them (``rule.exits``; sigprop's
+        eq. 8), by exit; empty for other rules."""
+        exits = getattr(self.rule, "exits", ())
+        if not exits:
+            return {}
+        bs = self.cfg.learning.eval_batch_size
+        params, state = self._live_arrays()
+        wrong = dict.fromkeys(exits, 0)
+        for start in range(0, len(x), bs):
+            xb, yb = x[start:start + bs], y[start:start + bs]
+            n = len(xb)
+            scores = self.rule.jitted("exit_scores")(params, state, _pad(xb, bs) if len(x) > bs else xb)
+            for k in exits:
+                wrong[k] += int(np.sum(np.argmax(np.asarray(scores[k])[:n], axis=1) != yb))
+        return {k: v / len(x) for k, v in wrong.items()}
 
 
 def make_trainer(cfg: RunParams, net: Network, engine: Engine, params: Params, n_train: int,
