@@ -95,7 +95,7 @@ class ReferenceEngine(JaxEngine):
         return ReferenceClamped(self, params, x, extra_current)
 
     def locate_divergence(self, params: Params, states: States, x, n_steps: int, beta=0.0, target=None,
-                          extra=None) -> tuple[int, str]:
+                          extra=None, noise=None) -> tuple[int, str]:
         """The first population of the sweep whose state is not finite (the step is always 1)."""
         p = jax.tree_util.tree_map(np.asarray, params)
         extra = None if extra is None else {k: np.asarray(v) for k, v in extra.items()}
