@@ -155,3 +155,20 @@ class Rule(ABC):
         population): replay it eagerly and return (step, population). The default replays the
         free phase."""
         return engine.locate_divergence(self.inference_params(params), init, x, self.cfg.dynamics.free_steps)
+
+
+class DiscreteRule(Rule):
+    """A rule with no continuous-time form: it trains the feed-forward network of
+    ``dynamics.engine = "reference"`` only (subclasses say what they do in ``summary``)."""
+
+    default_neuron = "additive"
+    default_topology = "feedforward"
+    discrete = True
+    nudges = False
+    summary: ClassVar[str] = "runs on"
+
+    @classmethod
+    def check(cls, cfg: "RunParams", net: Network) -> None:
+        if cfg.dynamics.engine != "reference":
+            raise ValueError(f"dynamics.engine = {cfg.dynamics.engine!r}: learning.rule = {cls.name!r} {cls.summary} "
+                             "dynamics.engine = 'reference' only; set dynamics.engine = 'reference'")

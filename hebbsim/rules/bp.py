@@ -15,28 +15,18 @@ neurons, ``feedforward`` topology.
 from __future__ import annotations
 
 from ..dynamics.loss import cost
-from ..dynamics.network import OUTPUT, Network
+from ..dynamics.network import OUTPUT
 from ..dynamics.params import Params
 from ..simulate.engines.base import ClampedSystem, States
 from ..simulate.phases import free_phase
 from . import register
-from .base import BatchResult, Rule, RuleState
+from .base import BatchResult, DiscreteRule, RuleState
 
 
 @register
-class BP(Rule):
+class BP(DiscreteRule):
     name = "bp"
-    default_neuron = "additive"
-    default_topology = "feedforward"
-    discrete = True
-    nudges = False
-
-    @classmethod
-    def check(cls, cfg, net: Network) -> None:
-        if cfg.dynamics.engine != "reference":
-            raise ValueError(
-                f"dynamics.engine = {cfg.dynamics.engine!r}: learning.rule = 'bp' backpropagates through the "
-                "feed-forward pass of dynamics.engine = 'reference' only; set dynamics.engine = 'reference'")
+    summary = "backpropagates through the feed-forward pass of"
 
     def batch(self, system: ClampedSystem, params: Params, state: RuleState, x, target, init: States, draws: dict,
               mask=None) -> BatchResult:

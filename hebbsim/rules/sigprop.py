@@ -79,7 +79,7 @@ from ..dynamics.nonlinearities import rho
 from ..dynamics.params import Params, draw_weight
 from ..simulate.engines.base import ClampedSystem, Relaxation, States
 from . import register
-from .base import BatchResult, Rule, RuleState
+from .base import BatchResult, DiscreteRule, RuleState
 
 GENERATOR = "S_h1"  # the target generator's key in the rule's state (and the checkpoint: rule/S_h1)
 
@@ -108,21 +108,15 @@ class SigpropConfig(Section):
 
 
 @register
-class Sigprop(Rule):
+class Sigprop(DiscreteRule):
     name = "sigprop"
     config = SigpropConfig
-    default_neuron = "additive"
-    default_topology = "feedforward"
     default_cost = "softmax_cross_entropy"
-    discrete = True
-    nudges = False
+    summary = "trains the discrete feed-forward network of"
 
     @classmethod
     def check(cls, cfg, net: Network) -> None:
-        if cfg.dynamics.engine != "reference":
-            raise ValueError(
-                f"dynamics.engine = {cfg.dynamics.engine!r}: learning.rule = 'sigprop' trains the discrete feed-forward "
-                "network of dynamics.engine = 'reference' only; set dynamics.engine = 'reference'")
+        super().check(cfg, net)
         names = [p.name for p in net.populations]
         for k, pop in enumerate(net.dynamic_populations, start=1):
             into = [p.src for p in net.learned if p.dst == pop.name]

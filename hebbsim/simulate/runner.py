@@ -44,7 +44,6 @@ from .preflight import check_memory, check_record_path
 from .provenance import now, provenance
 from .recording import ProbeRecorder, run_layout, spike_trains
 from .resume import metrics_digest, resume_point
-from ..rules import rule_class
 from ..rules.contrastive import ContrastiveRule
 from .trainer import make_trainer
 
