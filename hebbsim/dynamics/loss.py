@@ -86,9 +86,9 @@ def cost_gradient(net: "Network", s_o, target):
     if net.cost == "softmax_cross_entropy":
         xp = xp_of(s_o)
         return xp.exp(log_softmax(s_o)) * target.sum(axis=-1, keepdims=True) - target
-    if net.cost == "sigmoid_cross_entropy":
+    if net.cost == "sigmoid_cross_entropy":  # σ(s) = (1 + tanh(s/2))/2: no overflow for any s
         xp = xp_of(s_o)
-        return 1.0 / (1.0 + xp.exp(-s_o)) - target
+        return 0.5 * (1.0 + xp.tanh(0.5 * s_o)) - target
     return rho_prime(s_o, net.rho) * (rho(s_o, net.rho) - target)
 
 
