@@ -159,7 +159,8 @@ def one_epoch(rule, options, engine, tiny_run):
     return hebbsim.run(p, progress=False, log=None)
 
 
-@pytest.mark.parametrize("rule,options", [("dfa", {}), pytest.param("fa", {}, marks=pytest.mark.slow),
+@pytest.mark.parametrize("rule,options", [pytest.param("dfa", {}, marks=pytest.mark.slow),
+                                          pytest.param("fa", {}, marks=pytest.mark.slow),
                                           pytest.param("drtp", {}, marks=pytest.mark.slow),
                                           pytest.param("fa_strategy", {"strategy": "s3", "auxiliary": True},
                                                        marks=pytest.mark.slow)])
