@@ -169,7 +169,8 @@ def test_numba_and_jax_train_the_same_weights(rule, options, tiny_run):
     for name in runs["numba"].data_vars:
         if name.startswith("weight_"):
             np.testing.assert_allclose(runs["jax"][name].values, runs["numba"][name].values, atol=1e-10, rtol=0)
-    assert runs["numba"].test_error.values[0] < 0.85  # better than chance (0.9) after 19 updates
+    loss = runs["numba"].batch_loss.values
+    assert loss[-5:].mean() < loss[:5].mean()  # it learns within the epoch
 
 
 def test_the_run_file_records_the_angle_between_each_feedback_matrix_and_its_forward_map(tiny_run):
