@@ -67,6 +67,7 @@ def test_defaults_and_engine():
         load_params({"network": {"layers": [64, 9, 10]}, "learning": {"rule": "bp"}, "dynamics": {"engine": "jax"}})
 
 
+@pytest.mark.slow
 def test_bp_is_backprop_by_hand_softmax_cross_entropy():
     cfg, net, params, x, d = _setup()
     got, out = _bp(cfg, net, params, x, d)

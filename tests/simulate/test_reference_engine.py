@@ -138,6 +138,7 @@ def test_parameters_steps_default_to_one_and_more_are_refused():
         load_params(base, ["learning.rule=ep_chl"])
 
 
+@pytest.mark.slow
 def test_a_reference_run_writes_a_one_step_run_file_and_resumes_bit_identically(tmp_path, assert_same_run):
     p = {"network": {"layers": [64, 16, 10], "rho": "tanh"},
          "dynamics": {"engine": "reference", "dtype": "float64"},
