@@ -38,7 +38,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..data.section import Section
-from ..dynamics.loss import cost_gradient, cost_terms
+from ..dynamics.loss import cost_gradient, cost_terms, log_softmax
 from ..dynamics.nonlinearities import xp_of
 from ..dynamics.network import OUTPUT
 from ..dynamics.params import Params
@@ -55,12 +55,6 @@ class F3Config(Section):
 
     information: Literal[INFORMATION] = Field(  # type: ignore[valid-type]
         "error", description="what a sample stores for its next visit: error, loss, onehot or softmax (seed 001 §4)")
-
-
-def _softmax(s):
-    xp = xp_of(s)
-    z = xp.exp(s - s.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
 
 
 @register
@@ -89,7 +83,7 @@ class F3(FeedbackRule):
             return cost_terms(self.net, s_o, target)
         if kind == "onehot":
             return target * 1.0
-        return _softmax(s_o) - target
+        return xp_of(s_o).exp(log_softmax(s_o)) - target
 
     def output_signals(self, params: Params, free: States, free_rates: States, e, target,
                        draws: dict | None = None) -> States:

@@ -141,9 +141,9 @@ class NodePerturbation(FeedbackRule):
         return {**draws, "xi": {k: v[:n] for k, v in draws["xi"].items()}}
 
     # -- per batch -------------------------------------------------------------------------------
-    def perturbation_estimate(self, system: ClampedSystem, init: States, loss, target, draws: dict) -> States:
-        r""":math:`\hat\lambda_j` of every hidden unit: the loss change of the noisy phase times the
-        unit's noise, over the noise's variance."""
+    def perturbation_estimate(self, system: ClampedSystem, init: States, loss, target, draws: dict):
+        r"""``(λ̂, noisy)``: :math:`\hat\lambda_j` of every hidden unit (the loss change of the noisy
+        phase times the unit's noise, over the noise's variance) and the noisy phase's relaxation."""
         sigma = float(self.cfg.dynamics.noise.sigma)
         if system.engine.name == REFERENCE_ENGINE:
             xi = draws["xi"]
