@@ -11,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_explore_run_plots_a_run(tiny_run, tmp_path):
     p = tiny_run(learning__epochs=2, dynamics__symmetric_nudging=True)
     hebbsim.run(p, progress=False, log=None)

@@ -56,6 +56,7 @@ def test_01_first_run(tmp_path, monkeypatch):
     assert images(nb) == 6  # every plotting cell drew
 
 
+@pytest.mark.slow
 def test_02_loop_alignment(tmp_path, monkeypatch):
     base = {"network": {"layers": [64, 24, 24, 10], "topology": "loop", "clip_states": True,
                         "loop": {"kind": "learned"}},
@@ -85,6 +86,7 @@ def test_02_loop_alignment(tmp_path, monkeypatch):
     assert images(nb) >= 1
 
 
+@pytest.mark.slow
 def test_03_compare_rules(tmp_path, monkeypatch):
     params = {"network": {"layers": [64, 32, 10], "topology": "loop", "clip_states": True},
               "learning": {"lr": [0.1, 0.05, 0.05]}, "data": {"dataset": "digits"}}

@@ -76,6 +76,8 @@ def dask_settings(cfg: ClusterConfig) -> dict:
         "distributed.adaptive.target-duration": "1s",
         # worker deaths (kill, scancel, walltime) during one attempt before it counts as failed
         "distributed.scheduler.allowed-failures": cfg.allowed_failures,
+        # glibc's own malloc tuning in the workers: None unsets Dask's (sweep_worker.heap_allocations says why)
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     }
 
 

@@ -75,6 +75,37 @@ def _worker_environment() -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
+    if "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        heap_allocations()
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD = 32 * 2**20  # glibc's largest; arrays below it come from the reusable heap
+TRIM_THRESHOLD = 256 * 2**20
+
+
+def heap_allocations() -> bool:
+    """Let glibc serve arrays below 32 MiB from its heap again; ``False`` off glibc.
+
+    A Dask nanny starts its worker with ``MALLOC_TRIM_THRESHOLD_=65536`` (its
+    ``distributed.nanny.pre-spawn-environ``, against fragmentation in long-lived workers). Any
+    such setting turns off glibc's adaptive mmap threshold, so every array over 128 KiB becomes
+    a fresh ``mmap`` that the kernel zero-fills page by page: a reference-engine epoch (many
+    small jitted steps) ran 2-2.5x slower in a worker than in a plain process. A sweep point is
+    one run in one process, which glibc's heap serves well. The local cluster does not set the
+    variable (:func:`~hebbsim.simulate.sweep_cluster.dask_settings`); nannies started by a job
+    script (SLURM, PBS) read Dask's defaults, so the worker resets the thresholds itself."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 @contextlib.contextmanager

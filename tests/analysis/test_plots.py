@@ -170,6 +170,7 @@ def test_sweep_error_against_a_parameter_with_seed_band(runs):
         plots.plot_error_vs_parameter(runs["loop"])
 
 
+@pytest.mark.slow
 def test_report_of_a_run_while_it_writes_and_after_it_is_killed(tmp_path, tiny_params):
     """A real run paused while appending its second epoch (epoch 1 published), reported; then
     SIGKILLed there and reported again; every PNG is a real image."""

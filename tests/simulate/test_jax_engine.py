@@ -129,6 +129,7 @@ def test_euler_error_against_adaptive_diffrax_halves_with_dt(rng):
     assert np.all((ratios > 1.8) & (ratios < 2.2)), (errors, ratios)  # first order: the error halves
 
 
+@pytest.mark.slow
 def test_dopri5_and_tsit5_agree(rng):
     net = build_network([6, 5, 3], "symmetric", rho="sigmoid")
     params, x, d = _problem(net, rng)

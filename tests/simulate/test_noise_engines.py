@@ -216,6 +216,7 @@ def _epoch(cfg, n=100):
     return trainer.state_dict()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,rule,topology", [("white", "ep_chl", "loop"),
                                                 pytest.param("ou", "ep_chl_classic", "symmetric", marks=pytest.mark.slow)])
 def test_a_noisy_epoch_is_the_same_on_both_engines_and_shifts_no_other_draw(kind, rule, topology):
@@ -281,7 +282,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c.startswith("jax") else c for c in CASES])
 def test_noise_off_is_the_result_of_main_bit_for_bit(case):
     """With ``[dynamics.noise]`` absent (and with ``kind = "none"``) one epoch gives the weights
     main gave before noise existed, to the last bit. (A different BLAS or CPU can round

@@ -73,6 +73,7 @@ def test_chosen_populations_and_phases_only(tiny_run):
     assert ds.state_o.sel(phase="nudged").notnull().all()
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_number_of_epochs(tiny_run):
     def peak(epochs):
         p = tiny_run(f"m{epochs}", learning__epochs=epochs, data__train_subset=100, record__probes=100,
