@@ -126,6 +126,12 @@ class Rule(ABC):
         the probes relax it. The network as it is, unless a rule silences part of it."""
         return params
 
+    def loop_view(self, params: Params, state: "RuleState") -> tuple[Network, Params]:
+        """The network whose directed cycles the run file's ``loop_alignment`` measures (seed 000
+        Fig. 4): the network itself, unless the rule closes a loop of its own outside it
+        (sigprop's target generator)."""
+        return self.net, params
+
     # -- per batch --------------------------------------------------------------------------------
     def draw(self, rng: np.random.Generator, batch_size: int, dtype) -> dict:
         """Host-side randomness of one batch, drawn for the full ``batch_size`` (so that both

@@ -67,6 +67,7 @@ hebbsim's reading of §VI.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import numpy as np
@@ -74,7 +75,7 @@ from pydantic import Field
 
 from ..data.section import Section
 from ..dynamics.loss import cost
-from ..dynamics.network import OUTPUT, Network
+from ..dynamics.network import OUTPUT, Network, Projection
 from ..dynamics.nonlinearities import rho
 from ..dynamics.params import Params, draw_weight
 from ..simulate.engines.base import ClampedSystem, Relaxation, States
@@ -153,6 +154,16 @@ class Sigprop(DiscreteRule):
         return self.target_layers if self.options.spiking else ()
 
     # -- state ----------------------------------------------------------------------------------
+    def loop_view(self, params: Params, state: RuleState) -> tuple[Network, Params]:
+        """The chain closed into seed 000's loop by the target generator: a projection o → h1
+        with the weights :math:`S_1` (classes → h1, learned or fixed as the generator is), so that
+        ``loop_alignment`` holds the angles of Fig. 4 for the discrete rule as for the continuous
+        loop network (each learned projection on the cycle against the product of the others)."""
+        loop = Projection(OUTPUT, self.net.hidden[0], kind=self.options.target_generator)
+        net = dataclasses.replace(self.net, projections=(*self.net.projections, loop))
+        generator = {**state.learned, **state.fixed}[GENERATOR]
+        return net, Params({**params.weights, loop.name: generator}, params.biases)
+
     def init_state(self, rng: np.random.Generator, dtype) -> RuleState:
         h1 = self.layers[0]
         s = draw_weight(rng, "glorot_uniform", self.net.sizes[h1], self.n_classes, self.options.target_scale)

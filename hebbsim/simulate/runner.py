@@ -169,7 +169,7 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
     trainer = make_trainer(cfg, net, engine, model, len(data.x_train), rng)
     x_train, x_test = data.x_train.astype(dtype), data.x_test.astype(dtype)
     probes = ProbeRecorder(cfg, net, data)
-    cycles = loop_paths(net)
+    cycles = loop_paths(trainer.rule.loop_view(model, trainer.state)[0])
     feedback = feedback_paths(net)
     rec = cfg.record
     ckpt = checkpoint_path(store.path)
@@ -182,7 +182,8 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
             ckpt.unlink(missing_ok=True)
         except OSError as err:  # e.g. a directory in its place
             raise HebbsimError(f"cannot remove the old checkpoint {ckpt}: {err.strerror}; remove it by hand") from None
-        projections = tuple(p.name for p in net.learned) if rec.grad_alignment else tuple(cycles)
+        projections = tuple(dict.fromkeys([*(p.name for p in net.learned), *cycles])) if rec.grad_alignment \
+            else tuple(cycles)
         store.create(run_layout(cfg, net, probes, projections, model, tuple(feedback), trainer.rule),
                      provenance(cfg.to_toml(), engine.name, dtype.name, cfg.learning.seed), model.weights,
                      model.biases)
@@ -228,7 +229,7 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
             residual=stats.residual,
             batch_loss=stats.batch_loss,
             states=probes.record(trainer.rule, engine, model),
-            loop_alignment=loop_alignment(net, model, cycles),
+            loop_alignment=loop_alignment(*trainer.rule.loop_view(model, trainer.state), cycles),
             grad_alignment=_grad_alignment(cfg, trainer.rule, engine, model, probes),
             feedback_alignment=feedback_alignment(net, model, feedback),
             feedback_error={k: v[0] for k, v in agreement.items()},

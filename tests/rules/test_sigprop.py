@@ -241,3 +241,30 @@ def test_the_digits_examples_reach_ten_percent_in_a_minute(example, tmp_path):
     assert float(ds.exit_error.isel(epoch=-1).max()) < 0.5  # every early exit predicts
     if cfg.learning.sigprop.spiking:
         assert int(ds.spikes_h1.isel(epoch=-1).sum()) > 0
+
+
+@pytest.mark.parametrize("generator", ["learned", pytest.param("fixed", marks=pytest.mark.slow)])
+def test_the_run_file_holds_fig4s_loop_alignment_of_the_discrete_rule(tmp_path, generator):
+    """The target generator S_1 (classes → h1) closes the chain into seed 000's loop: the run
+    file's loop_alignment holds, per epoch, each learned projection on x→h1→h2→o→(S_1)→h1
+    against the product of the others (S_1 itself only when it learns), as for the loop network."""
+    from hebbsim.analysis.alignment import angle
+    from hebbsim.data.checkpoint import checkpoint_path, load_checkpoint
+
+    cfg = {"network": {"layers": [64, 12, 9, 10], "rho": "tanh"}, "dynamics": {"engine": "reference"},
+           "learning": {"rule": "sigprop", "optimizer": "adam", "lr": 0.003, "batch_size": 50, "epochs": 2,
+                        "sigprop": {"target_generator": generator}},
+           "data": {"dataset": "digits", "train_subset": 300, "test_subset": 100},
+           "record": {"path": str(tmp_path / "run.h5"), "probes": 0}}
+    ds = hebbsim.run(cfg, progress=False)
+    arrays, _ = load_checkpoint(checkpoint_path(tmp_path / "run.h5"))
+    w1, w2, s = arrays["weight/h1_to_h2"], arrays["weight/h2_to_o"], arrays[f"rule/{GENERATOR}"]
+    expected = {"h1_to_h2": angle(w1.T, s @ w2), "h2_to_o": angle(w2.T, w1 @ s)}
+    if generator == "learned":
+        expected["o_to_h1"] = angle(s.T, w2 @ w1)
+    assert sorted(ds.projection.values) == sorted(expected)
+    assert ds.loop_alignment.dims == ("epoch", "projection")
+    for name, value in expected.items():
+        assert ds.loop_alignment.sel(projection=name).values[-1] == pytest.approx(value, abs=1e-4)
+    assert ds.loop_alignment.sel(projection="h1_to_h2").values[0] != ds.loop_alignment.sel(
+        projection="h1_to_h2").values[-1]  # recorded per epoch, not once
