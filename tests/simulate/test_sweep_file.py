@@ -158,6 +158,15 @@ def test_example_sweep_files_are_valid():
     mnist = load_sweep(examples / "sweep_mnist_loop.toml")
     assert mnist.shape == (3, 3) and mnist.cluster.kind == "slurm"
     assert all(p.params.data.dataset == "mnist" and p.epochs == 30 for p in mnist.points)
+    # seed 001's Fig. 3: 4 kinds of delayed information × 4 feedback initialisations, F³'s protocol
+    for name, epochs in (("sweep_mnist_f3.toml", 100), ("sweep_mnist_f3_short.toml", 20)):
+        f3 = load_sweep(examples / name)
+        assert f3.shape == (4, 4, 1)  # information × feedback init × seed
+        assert {(p.params.learning.f3.information, p.params.network.feedback.init) for p in f3.points} == {
+            (i, b) for i in ("error", "loss", "onehot", "softmax")
+            for b in ("kaiming_uniform", "trinomial", "binomial", "sign_identity")}
+        assert all(p.params.learning.rule == "f3" and p.epochs == epochs and p.params.learning.lr_schedule == "cosine"
+                   for p in f3.points)
 
 
 def test_second_client_on_a_sweep_folder_is_refused(tmp_path):
