@@ -94,11 +94,13 @@ def test_node_perturbation_needs_ou_noise_on_every_hidden_population():
 
 
 @pytest.mark.slow
-def test_numba_and_jax_train_the_same_weights_and_feedback_on_a_noisy_epoch(tmp_path):
+@pytest.mark.parametrize("baseline", ["clean", "low_pass"])
+def test_numba_and_jax_train_the_same_weights_and_feedback_on_a_noisy_epoch(tmp_path, baseline):
     runs = {}
     for engine in ("numba", "jax"):
         cfg, *_ = _problem(0.05, engine)
         raw = cfg.model_dump(exclude_none=True)
+        raw["learning"]["node_perturbation"]["baseline"] = baseline
         raw["learning"].update(epochs=1, batch_size=10, lr=0.05)
         raw["data"] = {"dataset": "digits", "train_subset": 100, "test_subset": 20}
         raw["record"] = {"path": str(tmp_path / f"{engine}.h5"), "probes": 2}
