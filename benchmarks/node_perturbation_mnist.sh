@@ -26,10 +26,10 @@ run() {  # name, file, learning rate, then --set arguments
 }
 for rule in ${RULES:-np fa bp}; do
     case $rule in
-        np) run np examples/mnist_node_perturbation.toml "${NP_LR:-0.5}" "$@" ;;
-        fa) run fa examples/mnist_node_perturbation.toml "${FA_LR:-0.5}" \
+        np) run np examples/mnist_node_perturbation.toml "${NP_LR:-2.0}" "$@" ;;
+        fa) run fa examples/mnist_node_perturbation.toml "${FA_LR:-8.0}" \
                 --set learning.node_perturbation.feedback_lr=0.0 "$@" ;;
-        bp) run bp "$bp" "${BP_LR:-0.5}" "$@" ;;
+        bp) run bp "$bp" "${BP_LR:-2.0}" "$@" ;;
         *) echo "unknown rule $rule (np, fa, bp)" >&2; exit 2 ;;
     esac
 done
