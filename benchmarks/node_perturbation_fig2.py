@@ -27,7 +27,7 @@ import hebbsim  # noqa: E402
 SIGMA = "sigma"  # the sweep's dimension: dynamics.noise.sigma
 
 
-def draw(sweep, out: str) -> None:
+def draw(sweep, out: str):
     ds = sweep.isel(seed=0) if "seed" in sweep.dims else sweep
     routes = list(ds.feedback.values)  # e.g. h2_to_h1, o_to_h2: the route into h2 first
     routes.sort(key=lambda r: r.split("_to_")[1], reverse=True)
@@ -67,6 +67,7 @@ def draw(sweep, out: str) -> None:
     fig.suptitle("Feedback learned by node perturbation vs feedback alignment (seed 003 Fig. 2 A–C)", fontsize=11)
     fig.tight_layout()
     fig.savefig(out, dpi=80)
+    return fig
 
 
 def main() -> None:

@@ -217,3 +217,37 @@ def test_resume_with_the_low_pass_baseline_is_bit_identical(tmp_path, assert_sam
     assert len(b) == 1 and float(arrays[b[0]]) > 0  # b is in the checkpoint
     hebbsim.run(raw("part"), resume=True, progress=False, log=None)
     assert_same_run(str(tmp_path / "full.h5"), str(tmp_path / "part.h5"))
+
+
+def test_the_fig2_script_draws_np_against_fa_from_a_sweep_dataset(tmp_path):
+    """benchmarks/node_perturbation_fig2.py on a sweep-shaped Dataset (what hebbsim.open_sweep
+    returns for examples/sweep_mnist_node_perturbation.toml)."""
+    import importlib.util
+    from pathlib import Path
+
+    import xarray as xr
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "node_perturbation_fig2.py"
+    spec = importlib.util.spec_from_file_location("fig2", path)
+    fig2 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fig2)
+    rng = np.random.default_rng(0)
+    dims = ("sigma", "seed", "epoch")
+    ds = xr.Dataset(
+        {"feedback_error": (dims + ("feedback",), rng.uniform(0.2, 2, (3, 1, 4, 2))),
+         "feedback_sign_congruence": (dims + ("feedback",), rng.uniform(0.5, 1, (3, 1, 4, 2))),
+         "grad_alignment": (dims + ("projection",), rng.uniform(0, 90, (3, 1, 4, 3)))},
+        coords={"sigma": [0.01, 0.1, 1.0], "feedback_lr": ("sigma", [1.0, 1.0, 0.0]), "seed": [1],
+                "epoch": [1, 2, 3, 4], "feedback": ["h2_to_h1", "o_to_h2"],
+                "projection": ["x_to_h1", "h1_to_h2", "h2_to_o"]})
+    out = tmp_path / "fig2.png"
+    fig = fig2.draw(ds, str(out))
+    assert out.stat().st_size > 20_000
+    assert len(fig.axes) == 6  # 2 routes × (relative error, signs, angle)
+    top_angle = fig.axes[2]  # route o → h2: the angle of the update into h2 (h1_to_h2)
+    styles = [line.get_linestyle() for line in top_angle.lines]
+    assert styles.count("--") == 1 and len(styles) == 3  # FA dashed, one line per NP c_h
+    np.testing.assert_allclose(top_angle.lines[0].get_ydata(), ds.grad_alignment.isel(sigma=0, seed=0)
+                               .sel(projection="h1_to_h2").values)
+    np.testing.assert_allclose(fig.axes[1].lines[2].get_ydata(), 100 * ds.feedback_sign_congruence
+                               .isel(sigma=2, seed=0).sel(feedback="o_to_h2").values)
