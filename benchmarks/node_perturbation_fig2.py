@@ -67,6 +67,11 @@ def draw(sweep, out: str):
     fig.suptitle("Feedback learned by node perturbation vs feedback alignment (seed 003 Fig. 2 A–C)", fontsize=11)
     fig.tight_layout()
     fig.savefig(out, dpi=80)
+    from PIL import Image  # matplotlib's own dependency: a 64-colour palette keeps the PNG small for docs/
+
+    with Image.open(out) as img:
+        small = img.convert("RGB").quantize(colors=64)
+    small.save(out, optimize=True)
     return fig
 
 
