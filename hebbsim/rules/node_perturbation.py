@@ -29,6 +29,15 @@ output, seed 003's Corollary 1), a nudged phase that carries the synthetic error
    wait. Its state, :math:`n_\mathrm{dst}` Gram matrices per route, is saved in the checkpoint.
 3. ``warmup_batches`` mini-batches first learn :math:`B` alone, :math:`W` frozen.
 
+**Baseline.** ``baseline = "clean"`` compares each noisy loss with the same sample's clean one.
+``baseline = "low_pass"`` compares it with a running mean :math:`b` of the noisy losses of the
+*previous* mini-batches, :math:`\hat\lambda_j = (\tilde L - b)\,\xi_j / c_h^2`, then
+:math:`b \leftarrow \gamma b + (1-\gamma)\,\langle\tilde L\rangle_\text{batch}`
+(``baseline_decay`` γ; the first batch uses its mean clean loss). :math:`b` does not depend on
+this batch's noise, so the estimate stays unbiased (:math:`E[\xi] = 0`); its variance grows by
+:math:`(L - b)^2 E[\xi_j^2]/c_h^4`. :math:`b` is the rule's fixed state (``rule/baseline`` in the
+checkpoint).
+
 **Noise.** Continuous time: ``[dynamics.noise]`` with ``kind = "ou"`` on the hidden
 populations, :math:`\sigma = c_h`; :math:`\xi_j` is the Ornstein–Uhlenbeck current at the end of
 the noisy phase. The estimate is quasi-static: it is unbiased when the current changes slowly
@@ -71,6 +80,11 @@ class NodePerturbationConfig(Section):
     ridge_decay: float = Field(1.0, gt=0, le=1, description="ridge: the factor on the past statistics per batch "
                                                              "(1: all alike; < 1 forgets as W moves)")
     ridge_epsilon: float = Field(1e-6, gt=0, description="ridge: the regulariser added to each row's Gram matrix")
+    baseline: Literal["clean", "low_pass"] = Field(
+        "clean", description="what the noisy loss is compared with: clean: the same sample's clean relaxation; "
+                             "low_pass: a running mean of the noisy loss over the previous mini-batches")
+    baseline_decay: float = Field(0.9, gt=0, lt=1, description="low_pass: the running mean's factor γ per mini-batch, "
+                                                               "b ← γ b + (1 − γ) mean(L̃)")
 
 
 @register
@@ -123,6 +137,8 @@ class NodePerturbation(FeedbackRule):
 
     def init_state(self, rng, dtype) -> RuleState:
         fixed = {"batches": np.zeros((), dtype=np.int64)}
+        if self.options.baseline == "low_pass":
+            fixed["baseline"] = np.zeros((), dtype=dtype)
         if self.options.fit == "ridge":
             for name, n_dst, n_src in self._route_sizes():
                 fixed[f"gram_{name}"] = np.zeros((n_dst, n_src, n_src), dtype=dtype)
@@ -141,9 +157,10 @@ class NodePerturbation(FeedbackRule):
         return {**draws, "xi": {k: v[:n] for k, v in draws["xi"].items()}}
 
     # -- per batch -------------------------------------------------------------------------------
-    def perturbation_estimate(self, system: ClampedSystem, init: States, loss, target, draws: dict):
-        r"""``(λ̂, noisy)``: :math:`\hat\lambda_j` of every hidden unit (the loss change of the noisy
-        phase times the unit's noise, over the noise's variance) and the noisy phase's relaxation."""
+    def perturbation_estimate(self, system: ClampedSystem, init: States, baseline, target, draws: dict):
+        r"""``(λ̂, noisy, L̃)``: :math:`\hat\lambda_j` of every hidden unit (the noisy phase's loss
+        less ``baseline`` — per sample, or one scalar — times the unit's noise, over the noise's
+        variance), the noisy phase's relaxation and its per-sample loss :math:`\tilde L`."""
         sigma = float(self.cfg.dynamics.noise.sigma)
         if system.engine.name == REFERENCE_ENGINE:
             xi = draws["xi"]
@@ -156,8 +173,19 @@ class NodePerturbation(FeedbackRule):
             noisy = system.relax(init, n_steps, phase=NOISY, noise=noise)
             xi = final_current(system.engine.noise, system.engine.dt, noise, n_steps)
             scale = 1.0 / sigma**2
-        change = cost(self.net, noisy.states[OUTPUT], target) - loss
-        return {h: change[:, None] * xi[h] * scale for h in self.net.hidden}, noisy
+        noisy_loss = cost(self.net, noisy.states[OUTPUT], target)
+        change = noisy_loss - baseline
+        return {h: change[:, None] * xi[h] * scale for h in self.net.hidden}, noisy, noisy_loss
+
+    def baseline(self, state: RuleState, clean_loss, mask=None):
+        r""":math:`b` of this batch: the clean loss per sample (``baseline = "clean"``), or the
+        running mean of the previous batches' noisy losses (``"low_pass"``; on the first batch
+        the batch's mean clean loss). Either is independent of this batch's noise, so
+        :math:`\hat\lambda` stays unbiased."""
+        if self.options.baseline == "clean":
+            return clean_loss
+        xp = xp_of(clean_loss)
+        return xp.where(state.fixed["batches"] == 0, _mean(clean_loss, mask), state.fixed["baseline"])
 
     def batch(self, system: ClampedSystem, params: Params, state: RuleState, x, target, init: States, draws: dict,
               mask=None) -> BatchResult:
@@ -173,12 +201,16 @@ class NodePerturbation(FeedbackRule):
             before = self.post_rates(free, system.x)
             deltas = {k: (nudged[k] - before[k]) * (-1.0 / draws["beta"]) for k in net.hidden}
             deltas[OUTPUT] = e
-        lam, noisy = self.perturbation_estimate(system, init, cost(net, free[OUTPUT], target), target, draws)
+        opts = self.options
+        base = self.baseline(state, cost(net, free[OUTPUT], target), mask)
+        lam, noisy, noisy_loss = self.perturbation_estimate(system, init, base, target, draws)
         grads = dict(result.grads)
         weight = 1.0 if mask is None else mask[:, None]
         n = next(iter(free.values())).shape[0] if mask is None else mask.sum()
         fixed = {}
-        opts = self.options
+        if opts.baseline == "low_pass":  # updated after use: the next batch's baseline
+            decay = opts.baseline_decay
+            fixed["baseline"] = (decay * base + (1.0 - decay) * _mean(noisy_loss, mask)).astype(noisy_loss.dtype)
         for p in net.projections:
             if p.kind != "fixed":
                 continue
@@ -207,3 +239,10 @@ class NodePerturbation(FeedbackRule):
                 grads[k] = result.grads[k] * train_w
         phases = {**result.phases, NOISY: noisy}
         return BatchResult(grads, phases, result.buffers, {"batches": seen + 1, **fixed})
+
+
+def _mean(values, mask=None):
+    """The batch mean of per-sample ``values``, over the real samples only (``mask``: 1 real, 0 padding)."""
+    if mask is None:
+        return values.mean()
+    return (values * mask).sum() / mask.sum()
