@@ -37,6 +37,7 @@ def learned_feedback_error(c_h: float, epochs: int) -> float:
     return feedback_agreement(net, params)["o_to_h1"][0]
 
 
+@pytest.mark.slow
 def test_learned_feedback_converges_to_the_forward_weights_as_the_perturbation_shrinks():
     small, large = learned_feedback_error(0.01, 20), learned_feedback_error(1.0, 20)
     assert small < 0.06  # seed 003 Theorem 1: B → Wᵀ as c_h → 0 (0.8 % in its Fig. 2 after more iterations)

@@ -104,3 +104,17 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_train(tiny_run, caplog
         ds = hebbsim.run(p, resume=True, progress=False)
     assert list(ds.epoch.values) == [1]
     assert "already holds all 1 epochs: nothing to train" in caplog.text and "epochs 2 to 1" not in caplog.text
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`hebbsim info | head -1`, `hebbsim sweep --status DIR | head`: the pipe closes under the
+    writer; the command ends quietly with the shell's SIGPIPE status."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "hebbsim.simulate.cli", "info"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before anything is written
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+    assert proc.returncode == 141
