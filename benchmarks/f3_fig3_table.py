@@ -15,6 +15,7 @@ import argparse
 import numpy as np
 
 import hebbsim
+from hebbsim.analysis.rundata import last_finite
 
 INFORMATION = "learning.f3.information"
 INIT = "network.feedback.init"
@@ -22,18 +23,16 @@ INIT = "network.feedback.init"
 
 def final_errors(folder: str):
     """``(errors, epochs, infos, inits)``: the test error (percent) after the last epoch each run
-    reached, shape (information, init, seed), and that epoch."""
+    reached, shape (information, init, seed), and how many epochs each run holds."""
     ds = hebbsim.open_sweep(folder)
     names = {d.split(".")[-1]: d for d in ds.dims}
     info_dim, init_dim = names["information"], names["init"]
-    err = ds["test_error"].transpose(info_dim, init_dim, ..., "epoch").values * 100.0
-    if err.ndim == 3:
-        err = err[:, :, None, :]
-    done = ~np.isnan(err)
-    last = np.where(done.any(-1), done.shape[-1] - 1 - np.argmax(done[..., ::-1], axis=-1), -1)
-    final = np.take_along_axis(err, np.maximum(last, 0)[..., None], axis=-1)[..., 0]
-    final[last < 0] = np.nan
-    return final, last + 1, list(ds[info_dim].values), list(ds[init_dim].values)
+    err = ds["test_error"].transpose(info_dim, init_dim, ..., "epoch").load() * 100.0  # lazy in the sweep
+    final = last_finite(err).values
+    epochs = np.isfinite(err).sum("epoch").values
+    if final.ndim == 2:  # a sweep without seeds
+        final, epochs = final[..., None], epochs[..., None]
+    return final, epochs, list(ds[info_dim].values), list(ds[init_dim].values)
 
 
 def table(final, epochs, infos, inits) -> str:
