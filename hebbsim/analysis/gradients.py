@@ -214,13 +214,9 @@ def gradient_alignment(rule, engine, params: Params, x, d, beta: float, n_free: 
     inference = rule.inference_params(params)
     system = engine.clamp(inference, x)
     free = system.relax(rhs.zero_states(net, len(x), engine.dtype), n_free, tol=tol)
-    to_np = lambda s: {k: np.asarray(v, np.float64) for k, v in s.items()}  # noqa: E731
-    phases = {"free": to_np(free.states)}
-    for name, nudged in rule.nudged_phases(system, params, x, d, free.states, beta).items():
-        phases[name] = to_np(nudged.system.relax(free.states, n_nudge, beta=nudged.beta, target=nudged.target,
-                                                 phase=name).states)
+    est = rule.probe_estimate(system, params, x, d, free.states, beta, n_nudge)
     x64 = np.asarray(x, np.float64)
-    est = rule.estimate(x64, phases, beta)
     with jax.enable_x64(True):  # the reference in float64 whatever the run's dtype
-        exact = implicit_gradient(net, inference.astype(np.float64), x64, np.asarray(d, np.float64), phases["free"])
+        exact = implicit_gradient(net, inference.astype(np.float64), x64, np.asarray(d, np.float64),
+                                  {k: np.asarray(v, np.float64) for k, v in free.states.items()})
     return {p.name: angle(est[f"W_{p.name}"], np.asarray(exact[f"W_{p.name}"])) for p in net.learned}

@@ -57,6 +57,18 @@ class ContrastiveRule(Rule):
             out["nudged_minus"] = NudgedPhase(system, -beta, target)
         return out
 
+    def probe_estimate(self, system: ClampedSystem, params: Params, x, target, free: States, beta,
+                       n_nudge: int) -> dict:
+        """The rule's descent direction on probe samples whose free phase ended in ``free`` (the
+        nudged phases relaxed ``n_nudge`` steps from there), in float64: what
+        :func:`hebbsim.analysis.gradients.gradient_alignment` grades against −∇L."""
+        to_np = lambda s: {k: np.asarray(v, np.float64) for k, v in s.items()}  # noqa: E731
+        phases = {"free": to_np(free)}
+        for name, nudged in self.nudged_phases(system, params, x, target, free, beta).items():
+            phases[name] = to_np(nudged.system.relax(free, n_nudge, beta=nudged.beta, target=nudged.target,
+                                                     phase=name).states)
+        return self.estimate(np.asarray(x, np.float64), phases, beta)
+
     def post_rates(self, states: States, x) -> States:
         """The activities the estimator contrasts: every population's rate (the input's is ``x``)."""
         return rhs.rates(self.net, states, x)

@@ -49,6 +49,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+
 from ..dynamics import rhs
 from ..dynamics.loss import cost_gradient
 from ..dynamics.network import OUTPUT, Network
@@ -205,6 +207,18 @@ class FeedbackRule(ContrastiveRule):
                 new[h] = rho_prime(free[h], net.rho) * (self.route_weight(h) * f)
             deltas = new
         return deltas
+
+    def probe_estimate(self, system: ClampedSystem, params: Params, x, target, free: States, beta,
+                       n_nudge: int) -> dict:
+        """On the reference engine the discrete form's update (a nudged phase there would be a
+        forward pass that drops the routes between hidden layers); elsewhere the phases'."""
+        if system.engine.name != REFERENCE_ENGINE:
+            return super().probe_estimate(system, params, x, target, free, beta, n_nudge)
+        to_np = lambda a: np.asarray(a, np.float64)  # noqa: E731
+        x64, free64 = to_np(x), {k: to_np(v) for k, v in free.items()}
+        params64 = Params({k: to_np(v) for k, v in params.weights.items()}, {k: to_np(v) for k, v in params.biases.items()})
+        deltas = self.discrete_deltas(params64, free64, x64, to_np(target))
+        return delta_rule(self.net, rhs.rates(self.net, free64, x64), deltas)
 
     def batch(self, system: ClampedSystem, params: Params, state: RuleState, x, target, init: States, draws: dict,
               mask=None) -> BatchResult:
