@@ -46,6 +46,11 @@ hL. **Early exits (eq. 8)**: every hidden layer predicts by its nearest class ta
 :math:`\hat y_i = \arg\min_c O(h_i, t_i^c)`; the run file records each exit's test error per
 epoch (``exit_error(epoch, exit)``; the last exit, o, is the run's ``test_error``).
 
+**Dropout** (``dropout`` p, training only): what every hidden layer passes up — the inputs'
+and the targets' representations alike (spikes when spiking) — is multiplied by a factor per
+unit, sample and stream, 0 with probability p and 1/(1 − p) otherwise (:meth:`Sigprop.draw`);
+the layer's own loss sees its representation whole (seed 000's Table VI dropout row).
+
 **Spiking (§VI, ``spiking = true``).** Every layer (the classifier excepted) is a layer of
 integrate-and-fire neurons run for ``time_steps`` steps
 (:mod:`hebbsim.dynamics.spiking`): layer 1 receives the constant currents :math:`W_1 x + b_1`
@@ -106,6 +111,9 @@ class SigpropConfig(Section):
     spiking_gradient: Literal["surrogate", "voltage"] = Field(
         "surrogate", description="spiking: learn through the surrogate spike derivative (rates) or from the voltage only")
     surrogate_slope: float = Field(5.0, gt=0, description="spiking: k of the surrogate 1/(1 + k|v - theta|)^2")
+    dropout: float = Field(0.0, ge=0, lt=1, description="training only: the probability that a hidden unit's output "
+                                                        "is dropped on its way to the next layer (inverted dropout; "
+                                                        "its own loss sees it whole)")
 
 
 @register
@@ -183,15 +191,20 @@ class Sigprop(DiscreteRule):
         p = self.projection[pop]
         return self.leak[pop] * (rates @ flat[f"W_{p.name}"].T + flat[f"b_{pop}"])
 
-    def streams(self, flat: dict, state: RuleState, x, c, *, local: bool = True) -> dict:
+    def streams(self, flat: dict, state: RuleState, x, c, *, local: bool = True, keep: dict | None = None) -> dict:
         """Both streams through every layer: ``pop → (h, t, pre)`` with ``h`` the inputs'
         representation (B, n), ``t`` the targets' (rows of ``c``; ``None`` past the target
         layers) and ``pre`` the inputs' pre-activation (the classifier's logits at o). With
         ``local`` every layer's inputs are constants (``stop_gradient``): each layer's loss then
-        reaches its own parameters only."""
+        reaches its own parameters only. ``keep`` (training with ``dropout``; :meth:`draw`):
+        ``(pop, stream) → `` the factors, 0 or 1/(1 − p), on what ``pop`` passes up."""
         import jax
 
-        sg = jax.lax.stop_gradient if local else (lambda a: a)
+        stop = jax.lax.stop_gradient if local else (lambda a: a)
+        if keep is None:
+            sg = lambda a, pop=None, stream=None: stop(a)  # noqa: E731
+        else:
+            sg = lambda a, pop, stream: stop(a) * keep[f"{stream}/{pop}"]  # noqa: E731
         opt = self.options
         out = {}
         if opt.spiking:
@@ -206,26 +219,30 @@ class Sigprop(DiscreteRule):
             h_cur = jnp.broadcast_to(self._current(flat, self.layers[0], x), (T, x.shape[0], self.net.sizes[self.layers[0]]))
             t_cur = jnp.broadcast_to(c @ self._generator(flat, state).T, (T, c.shape[0], h_cur.shape[-1]))
             z_h = z_t = None  # the spikes of the layer below (set by the first layer)
+            below = None
             for k, pop in enumerate(self.layers):
                 if k:
                     if pop not in self.target_layers:  # the classifier reads the rates of hL
-                        pre = self._current(flat, pop, sg(z_h).mean(0))
+                        pre = self._current(flat, pop, sg(z_h, below, "h").mean(0))
                         out[pop] = (pre, None, pre)
                         break
-                    h_cur = self._current(flat, pop, sg(z_h))
-                    t_cur = self._current(flat, pop, sg(z_t))
+                    h_cur = self._current(flat, pop, sg(z_h, below, "h"))
+                    t_cur = self._current(flat, pop, sg(z_t, below, "t"))
+                below = pop
                 z_h, v_h = fire(h_cur)
                 z_t, v_t = fire(t_cur)
                 out[pop] = (read(z_h, v_h), read(z_t, v_t), v_h.mean(0), z_h)
             return out
         f = lambda s: rho(s, self.net.rho)  # noqa: E731
         h, t = x, None
+        below = None
         for k, pop in enumerate(self.layers):
-            pre = self._current(flat, pop, sg(h))
+            pre = self._current(flat, pop, stop(h) if k == 0 else sg(h, below, "h"))
             if k == 0:
                 u = c @ self._generator(flat, state).T
             elif pop in self.target_layers:
-                u = self._current(flat, pop, sg(t))
+                u = self._current(flat, pop, sg(t, below, "t"))
+            below = pop
             if pop not in self.target_layers:
                 out[pop] = (pre, None, pre)
                 break
@@ -307,6 +324,25 @@ class Sigprop(DiscreteRule):
         return {pop: streams[pop][3] for pop in self.spiking_populations}
 
     # -- per batch ------------------------------------------------------------------------------
+    def draw(self, rng: np.random.Generator, batch_size: int, dtype) -> dict:
+        """With ``dropout`` p: for every hidden layer and both streams, each unit's factor on what
+        it passes up, 0 with probability p, else 1/(1 − p) (drawn on the host from the run's
+        generator, so that a resumed run draws the same)."""
+        p = self.options.dropout
+        if not p:
+            return {}
+        keep = {}
+        for pop in self.net.hidden:
+            for stream in ("h", "t"):
+                kept = rng.random((batch_size, self.net.sizes[pop])) >= p
+                keep[f"{stream}/{pop}"] = (kept / (1.0 - p)).astype(dtype)
+        return {"keep": keep}
+
+    def unpad_draws(self, draws: dict, n: int) -> dict:
+        if "keep" not in draws:
+            return draws
+        return {**draws, "keep": {k: v[:n] for k, v in draws["keep"].items()}}
+
     def batch(self, system: ClampedSystem, params: Params, state: RuleState, x, target, init: States, draws: dict,
               mask=None) -> BatchResult:
         import jax
@@ -314,9 +350,10 @@ class Sigprop(DiscreteRule):
 
         flat = {**params.trainable(self.net), **state.learned}
         x = system.x
+        keep = draws.get("keep")
 
         def total(f):
-            streams = self.streams(f, state, x, target)
+            streams = self.streams(f, state, x, target, keep=keep)
             return sum(self._losses(streams, target, mask).values()), streams
 
         (_, streams), grads = jax.value_and_grad(total, has_aux=True)(flat)

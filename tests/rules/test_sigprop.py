@@ -268,3 +268,49 @@ def test_the_run_file_holds_fig4s_loop_alignment_of_the_discrete_rule(tmp_path, 
         assert ds.loop_alignment.sel(projection=name).values[-1] == pytest.approx(value, abs=1e-4)
     assert ds.loop_alignment.sel(projection="h1_to_h2").values[0] != ds.loop_alignment.sel(
         projection="h1_to_h2").values[-1]  # recorded per epoch, not once
+
+
+def test_dropout_drops_what_a_unit_passes_up_not_its_own_loss():
+    """With ``dropout`` the batch draws a factor 0 or 1/(1 − p) per unit, sample and stream:
+    a unit dropped for every sample of both streams sends nothing to the layer above (that
+    layer's weights from it get no update), its own layer's loss still sees it whole (layer 1's
+    update equals the one without dropout), and factors of 1 are the rule without dropout."""
+    cfg, net, rule, params, state, x, labels, d = _setup(dropout=0.5)
+    draws = rule.draw(np.random.default_rng(0), len(x), np.float64)
+    keep = draws["keep"]
+    assert set(keep) == {"h/h1", "t/h1", "h/h2", "t/h2"}
+    factors = np.concatenate([v.ravel() for v in keep.values()])
+    assert set(np.unique(factors)) == {0.0, 2.0} and 0.4 < (factors == 0).mean() < 0.6
+    flat = _flat(rule, params, state)
+    grad = jax.jit(lambda f, k: jax.grad(lambda g: sum(rule._losses(rule.streams(g, state, x, d, keep=k), d,
+                                                                    None).values()))(f))
+    ones = {k: np.ones_like(v) for k, v in keep.items()}
+    plain = grad(flat, None)
+    for key, v in grad(flat, ones).items():
+        np.testing.assert_allclose(np.asarray(v), np.asarray(plain[key]), rtol=0, atol=1e-14)
+    dropped = {k: v.copy() for k, v in ones.items()}
+    dropped["h/h1"][:, 3] = dropped["t/h1"][:, 3] = 0.0
+    g = grad(flat, dropped)
+    assert float(jnp.abs(g["W_h1_to_h2"][:, 3]).max()) == 0.0
+    assert float(jnp.abs(g["W_h1_to_h2"]).max()) > 1e-6
+    for key in OWN["h1"]:
+        np.testing.assert_array_equal(np.asarray(g[key]), np.asarray(plain[key]))
+    assert not np.allclose(np.asarray(grad(flat, keep)["W_h2_to_o"]), np.asarray(plain["W_h2_to_o"]))
+    with pytest.raises(ParameterError, match=r"learning.sigprop.dropout"):
+        _setup(dropout=1.0)
+
+
+def test_dropout_resumes_bit_identically(tmp_path, assert_same_run):
+    def cfg(name, epochs=2, **sigprop):
+        return {"network": {"layers": [64, 16, 12, 10], "rho": "tanh"}, "dynamics": {"engine": "reference"},
+                "learning": {"rule": "sigprop", "optimizer": "adam", "lr": 0.002, "batch_size": 50, "epochs": epochs,
+                             "sigprop": {"prediction": "classification_layer", **sigprop}},
+                "data": {"dataset": "digits", "train_subset": 300, "test_subset": 100},
+                "record": {"path": str(tmp_path / f"{name}.h5"), "probes": 2, "weights_every": 1}}
+
+    ds = hebbsim.run(cfg("full", dropout=0.3), progress=False, log=None)
+    hebbsim.run(cfg("part", 1, dropout=0.3), progress=False, log=None)
+    hebbsim.run(cfg("part", dropout=0.3), resume=True, progress=False, log=None)
+    assert_same_run(tmp_path / "full.h5", tmp_path / "part.h5")
+    plain = hebbsim.run(cfg("plain"), progress=False, log=None)
+    assert not np.array_equal(ds.weight_h1_to_h2.values[-1], plain.weight_h1_to_h2.values[-1])  # dropout trained
