@@ -125,8 +125,10 @@ class SweepIndex:
         path = folder / INDEX_NAME
         try:
             doc = json.loads(path.read_text())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise SweepIndexError(f"{folder} is not a sweep folder (it has no {INDEX_NAME})") from None
+        except OSError as err:
+            raise SweepIndexError(f"{path} cannot be read: {err.strerror or err}") from None
         except ValueError as err:
             raise SweepIndexError(f"{path} is not a readable sweep index: {err}") from None
         if doc.get("schema") != SCHEMA:

@@ -105,6 +105,8 @@ def test_cli_rejects_bad_sweeps_with_one_error_line_and_status_2(tmp_path, capsy
     assert main(["sweep"]) == 2 and "give a sweep file" in capsys.readouterr().err
     assert main(["sweep", "--status", str(tmp_path)]) == 2
     assert f"{tmp_path} is not a sweep folder" in capsys.readouterr().err
+    assert main(["sweep", "--status", str(f)]) == 2  # a file, not a folder: one line, not a traceback
+    assert capsys.readouterr().err == f"hebbsim: error: {f} is not a sweep folder (it has no index.json)\n"
     assert not (tmp_path / "out").exists()
 
 
