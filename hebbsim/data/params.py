@@ -585,6 +585,29 @@ def validate_params(raw: dict, source: str = "parameters") -> RunParams:
         raise ParameterError(f"{source}: values are nested too deeply to be parameters") from None
 
 
+def read_toml_file(path: Path, what: str) -> dict:
+    """The tables of the TOML file ``path``; every way it can be unreadable is one
+    :class:`ParameterError` line naming ``what`` and the path."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ParameterError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise ParameterError(f"{what} {path} is a directory; give a .toml file") from None
+    except PermissionError:
+        raise ParameterError(f"{what} {path} cannot be read (permission denied)") from None
+    except UnicodeDecodeError as err:
+        raise ParameterError(f"{what} {path} is not UTF-8 text (byte {err.start}); TOML files are UTF-8") from None
+    except OSError as err:
+        raise ParameterError(f"{what} {path} cannot be read: {err.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ParameterError(f"{path} is not valid TOML: {err}") from None
+    except RecursionError:
+        raise ParameterError(f"{path}: arrays or tables are nested too deeply to be a {what}") from None
+
+
 def load_params(path: str | Path | dict | RunParams, overrides: list[str] | None = None) -> RunParams:
     """Read and validate a parameter file (or a dict), applying ``--set`` style overrides."""
     if isinstance(path, RunParams):
@@ -594,23 +617,5 @@ def load_params(path: str | Path | dict | RunParams, overrides: list[str] | None
     if isinstance(path, dict):
         return validate_params(apply_overrides(copy.deepcopy(path), overrides))
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ParameterError(f"parameter file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ParameterError(f"parameter file {path} is a directory; give a .toml file") from None
-    except PermissionError:
-        raise ParameterError(f"parameter file {path} cannot be read (permission denied)") from None
-    except UnicodeDecodeError as err:
-        raise ParameterError(f"parameter file {path} is not UTF-8 text (byte {err.start}); TOML files are "
-                             "UTF-8") from None
-    except OSError as err:
-        raise ParameterError(f"parameter file {path} cannot be read: {err.strerror}") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ParameterError(f"{path} is not valid TOML: {err}") from None
-    except RecursionError:
-        raise ParameterError(f"{path}: arrays or tables are nested too deeply to be a parameter file") from None
+    raw = read_toml_file(path, "parameter file")
     return validate_params(apply_overrides(raw, overrides), str(path))

@@ -38,7 +38,6 @@ import hashlib
 import itertools
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -46,7 +45,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..analysis.rundata import RUN_DIMS as RUN_FILE_DIMS
-from ..data.params import ParameterError, RunParams, validate_params
+from ..data.params import ParameterError, RunParams, read_toml_file, validate_params
 
 RUN_DIMS = set(RUN_FILE_DIMS) | {"time", "point", "status", "attempts", "wall_time"}
 """Names in run files and sweep Datasets (dimensions, coordinates, per-point variables): a swept
@@ -298,11 +297,9 @@ def _set_dotted(raw: dict, key: str, value) -> None:
 
 def _read_toml(path: Path, what: str) -> dict:
     try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SweepError(f"{what} {path} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
-        raise SweepError(f"{path} is not valid TOML: {err}") from None
+        return read_toml_file(path, what)
+    except ParameterError as err:
+        raise SweepError(str(err)) from None
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

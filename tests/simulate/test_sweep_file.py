@@ -103,6 +103,12 @@ def test_cli_rejects_bad_sweeps_with_one_error_line_and_status_2(tmp_path, capsy
     assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
     assert capsys.readouterr().err == f"hebbsim: error: sweep file {tmp_path / 'missing.toml'} does not exist\n"
     assert main(["sweep"]) == 2 and "give a sweep file" in capsys.readouterr().err
+    assert main(["sweep", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"hebbsim: error: sweep file {tmp_path} is a directory; give a .toml file\n"
+    (tmp_path / "binary.toml").write_bytes(b"base = 1\n\xd0\x00")
+    assert main(["sweep", str(tmp_path / "binary.toml")]) == 2
+    assert capsys.readouterr().err == (f"hebbsim: error: sweep file {tmp_path / 'binary.toml'} is not UTF-8 text "
+                                       "(byte 9); TOML files are UTF-8\n")
     assert main(["sweep", "--status", str(tmp_path)]) == 2
     assert f"{tmp_path} is not a sweep folder" in capsys.readouterr().err
     assert main(["sweep", "--status", str(f)]) == 2  # a file, not a folder: one line, not a traceback
