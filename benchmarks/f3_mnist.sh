@@ -9,7 +9,8 @@ set -euo pipefail
 epochs=${1:-100}
 out=${2:-runs/f3_mnist}
 mkdir -p "$out"
-export OPENBLAS_NUM_THREADS=1
+# one thread per process, BLAS and XLA alike: the runs share the cores
+export OPENBLAS_NUM_THREADS=1 XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 run() {  # name, then --set arguments
     local name=$1; shift
     if [ -e "$out/$name.done" ]; then return; fi

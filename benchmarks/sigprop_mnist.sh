@@ -14,7 +14,8 @@ mkdir -p "$out"
 others=$(mktemp --suffix=.toml)
 trap 'rm -f "$others"' EXIT
 sed '/^\[learning.sigprop\]/,/^target_generator/d' examples/mnist_sigprop.toml > "$others"
-export OPENBLAS_NUM_THREADS=1
+# one thread per process, BLAS and XLA alike: the runs share the cores
+export OPENBLAS_NUM_THREADS=1 XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 run() {  # rule, then the script's own arguments
     local rule=$1; shift
     [ -e "$out/$rule.done" ] && return 0
