@@ -17,9 +17,8 @@ import functools
 import xarray as xr
 
 _PLOTS = ("plot_errors", "plot_loss", "plot_learning_curves", "plot_loop_alignment", "plot_grad_alignment",
-          "plot_feedback_alignment", "plot_feedback_agreement",
-          "plot_probe_trajectories", "plot_weight_norms", "plot_update_norms", "plot_residuals",
-          "plot_error_vs_parameter")
+          "plot_feedback_alignment", "plot_feedback_agreement", "plot_probe_trajectories", "plot_exit_errors",
+          "plot_spike_trains", "plot_weight_norms", "plot_update_norms", "plot_residuals", "plot_error_vs_parameter")
 
 
 @xr.register_dataset_accessor("hebbsim")

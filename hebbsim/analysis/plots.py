@@ -36,8 +36,8 @@ from .rundata import (SEED, NotApplicable, Runs, as_dataset, as_runs, last_finit
 __all__ = [
     "plot_errors", "plot_loss", "plot_learning_curves", "plot_loop_alignment", "plot_grad_alignment",
     "plot_feedback_alignment", "plot_feedback_agreement",
-    "plot_probe_trajectories", "plot_weight_norms", "plot_update_norms", "plot_residuals",
-    "plot_error_vs_parameter", "NotApplicable",
+    "plot_probe_trajectories", "plot_exit_errors", "plot_spike_trains", "plot_weight_norms", "plot_update_norms",
+    "plot_residuals", "plot_error_vs_parameter", "NotApplicable",
 ]
 
 LINESTYLES = ("-", "--", ":", "-.")
@@ -373,6 +373,63 @@ def plot_probe_trajectories(data, axes: Sequence[Axes] | None = None, *, populat
     fig.suptitle(f"probe {int(ds.probe.values[probe])} (label {label}), epoch {int(ds.epoch.values[epoch])}"
                  + (f" — of {ds.sizes['probe']} probes, the one the nudge moves most" if chosen and nudge_moves
                     else ""), fontsize="medium")
+    return fig
+
+
+# -- sigprop: early exits and spike trains -------------------------------------------------------
+def plot_exit_errors(data, ax: Axes | None = None) -> Axes:
+    """Test error (%) of every early exit per epoch (sigprop, seed 000 eq. 8): the class read
+    at each hidden layer hᵢ by comparing it with the targets' representations there, and at the
+    output (the network's prediction, ``test_error``)."""
+    ds = _one_run(data, "plot_exit_errors")
+    if "exit_error" not in ds:
+        raise NotApplicable("the run has no early exits (sigprop records them)")
+    ax = _axes(ax)
+    if n_epochs(ds) == 0:
+        return _no_data(ax, "no completed epoch yet")
+    for name in ds.exit.values:
+        ax.plot(ds.epoch.values, 100.0 * ds.exit_error.sel(exit=name).values, label=f"exit at {name}", **_marker(ds))
+    return _finish(ax, "test error (%)", "early exits")
+
+
+def plot_spike_trains(data, axes: Sequence[Axes] | None = None, *, probe: int = 0, epoch: int = -1,
+                      max_units: int = 40) -> Figure:
+    """Spike trains of one probe sample after an epoch (``epoch``: position, −1 = last), one
+    panel per spiking population: a tick where unit u spiked at time step t, for the
+    ``max_units`` units that spike most for this probe (the rest are counted in the title, with
+    the population's firing rate: spikes per unit and time step). ``probe``: position of the
+    probe sample."""
+    ds = _one_run(data, "plot_spike_trains")
+    pops = [str(v).removeprefix("spikes_") for v in ds.data_vars if str(v).startswith("spikes_")]
+    if not pops:
+        raise NotApplicable("the run recorded no spike trains (sigprop with spiking = true records them)")
+    if axes is None:
+        _, axes = plt.subplots(1, len(pops), figsize=(3.4 * len(pops), 3.8), layout="constrained", squeeze=False)
+        axes = list(axes[0])
+    if n_epochs(ds) == 0:
+        _no_data(axes[0], "no completed epoch yet")
+        return axes[0].figure
+    steps = ds.time_step.values
+    for ax, pop in zip(axes, pops):
+        train = ds[f"spikes_{pop}"].isel(epoch=epoch, probe=probe).values.astype(np.int64)  # (time_step, unit)
+        count = train.sum(0)
+        units = np.argsort(-count, kind="stable")[:max_units]
+        units = units[count[units] > 0]
+        for row, u in enumerate(units):
+            t = steps[train[:, u] > 0]
+            ax.plot(t, np.full(len(t), row), "|", color="k", ms=7, mew=1.4)
+        ax.set_yticks(range(len(units)), [str(u) for u in units], fontsize=5)
+        ax.set_ylim(max(len(units), 1) - 0.2, -0.8)  # the most active unit on top
+        ax.set_xticks(steps)
+        ax.set_xlim(steps[0] - 0.5, steps[-1] + 0.5)
+        ax.set_xlabel("time step")
+        ax.set_title(f"{pop}: {int((count > 0).sum())} of {len(count)} units fire\n"
+                     f"rate {train.mean():.3f} spikes / unit / step", fontsize="small")
+    axes[0].set_ylabel("unit (most active first)")
+    label = int(ds.probe_label.isel(probe=probe)) if "probe_label" in ds.coords else None
+    fig = axes[0].figure
+    fig.suptitle(f"spike trains of probe {int(ds.probe.values[probe])} (label {label}), "
+                 f"epoch {int(ds.epoch.values[epoch])}", fontsize="medium")
     return fig
 
 

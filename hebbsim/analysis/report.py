@@ -138,6 +138,8 @@ def _run_plots(ds: xr.Dataset) -> dict:
     if n_epochs(ds) > 1 and "state_o" in ds:  # early in training the nudge moves outputs most
         out["probe_trajectories_o_epoch_1"] = lambda: plots.plot_probe_trajectories(ds, population="o", epoch=0)
     out.update({
+        "exit_errors": lambda: plots.plot_exit_errors(ds),
+        "spike_trains": lambda: plots.plot_spike_trains(ds),
         "weight_norms": lambda: plots.plot_weight_norms(ds),
         "update_norms": lambda: plots.plot_update_norms(ds),
         "residuals": lambda: plots.plot_residuals(ds),

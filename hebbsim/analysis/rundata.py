@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-RUN_DIMS = frozenset({"epoch", "phase", "step", "probe", "projection", "feedback", "iteration", "snapshot"})
+RUN_DIMS = frozenset({"epoch", "phase", "step", "probe", "projection", "feedback", "iteration", "snapshot",
+                      "exit", "time_step"})
 """The dimensions of one run file (besides ``<pop>_unit``)."""
 
 SEED = "seed"

@@ -21,7 +21,7 @@ import xarray as xr  # noqa: E402
 import hebbsim  # noqa: E402
 from hebbsim.analysis import plots  # noqa: E402
 from hebbsim.analysis.report import summarize, write_report  # noqa: E402
-from hebbsim.analysis.rundata import NotApplicable, snapshot_loop_alignment, training_phases  # noqa: E402
+from hebbsim.analysis.rundata import NotApplicable, is_sweep, snapshot_loop_alignment, training_phases  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -280,3 +280,42 @@ def test_report_of_a_one_epoch_run_and_of_a_forward_gradient_run(runs, tmp_path)
     assert "probe_trajectories_o_epoch_1" in fg.images
     img = plt.imread(fg.images["probe_trajectories_o"])
     assert img.shape[1] < 700  # one panel: the free phase only (no nudged phase in training)
+
+
+@pytest.fixture(scope="module")
+def spiking_run(tmp_path_factory):
+    """Two epochs of spiking sigprop on a slice of digits: early exits and spike trains."""
+    path = tmp_path_factory.mktemp("sigprop") / "spiking.h5"
+    cfg = {"network": {"layers": [64, 20, 10], "rho": "tanh"}, "dynamics": {"engine": "reference"},
+           "learning": {"rule": "sigprop", "optimizer": "adam", "lr": 0.002, "batch_size": 50, "epochs": 2,
+                        "sigprop": {"spiking": True, "time_steps": 3, "threshold": 0.5}},
+           "data": {"dataset": "digits", "train_subset": 300, "test_subset": 100},
+           "record": {"path": str(path), "probes": 3, "weights_every": 1}}
+    hebbsim.run(cfg, progress=False, log=None)
+    return hebbsim.open_run(path)
+
+
+def test_a_sigprop_run_is_one_run_and_its_exits_and_spike_trains_are_drawn(spiking_run, runs, tmp_path):
+    ds = spiking_run
+    assert not is_sweep(ds)  # exit and time_step are a run file's own dimensions, not swept parameters
+    ax = plots.plot_exit_errors(ds)
+    assert [line.get_label() for line in ax.get_lines()] == ["exit at h1", "exit at o"]
+    for line, name in zip(ax.get_lines(), ds.exit.values):
+        np.testing.assert_allclose(line.get_ydata(), 100 * ds.exit_error.sel(exit=name).values)
+    fig = plots.plot_spike_trains(ds, probe=1, max_units=5)
+    for panel, pop in zip(fig.axes, ["h1", "o"]):
+        train = ds[f"spikes_{pop}"].isel(epoch=-1, probe=1).values
+        count = train.sum(0)
+        shown = [int(t.get_text()) for t in panel.get_yticklabels()]
+        assert len(shown) == min(5, int((count > 0).sum())) > 0
+        # the units that spike most, most first, each at the time steps it spiked
+        assert list(count[shown]) == sorted(count[shown], reverse=True)
+        assert count[shown].min() >= np.sort(count)[-len(shown)]
+        for row, (line, unit) in enumerate(zip(panel.get_lines(), shown)):
+            np.testing.assert_array_equal(line.get_xdata(), ds.time_step.values[train[:, unit] > 0])
+            assert set(line.get_ydata()) == {row}
+    for plot in (plots.plot_exit_errors, plots.plot_spike_trains):
+        with pytest.raises(NotApplicable):
+            plot(runs["loop"])
+    rep = write_report(ds.encoding["source"], tmp_path / "report")
+    assert {"exit_errors", "spike_trains", "probe_trajectories_h1", "weight_norms"} <= set(rep.images), rep.skipped
