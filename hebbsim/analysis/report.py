@@ -137,9 +137,11 @@ def _run_plots(ds: xr.Dataset) -> dict:
         out[f"probe_trajectories_{pop}"] = lambda pop=pop: plots.plot_probe_trajectories(ds, population=pop)
     if n_epochs(ds) > 1 and "state_o" in ds:  # early in training the nudge moves outputs most
         out["probe_trajectories_o_epoch_1"] = lambda: plots.plot_probe_trajectories(ds, population="o", epoch=0)
+    if "exit_error" in ds:  # sigprop's own plots, only where they apply (not listed as skipped elsewhere)
+        out["exit_errors"] = lambda: plots.plot_exit_errors(ds)
+    if any(str(v).startswith("spikes_") for v in ds.data_vars):
+        out["spike_trains"] = lambda: plots.plot_spike_trains(ds)
     out.update({
-        "exit_errors": lambda: plots.plot_exit_errors(ds),
-        "spike_trains": lambda: plots.plot_spike_trains(ds),
         "weight_norms": lambda: plots.plot_weight_norms(ds),
         "update_norms": lambda: plots.plot_update_norms(ds),
         "residuals": lambda: plots.plot_residuals(ds),
