@@ -395,10 +395,11 @@ def plot_exit_errors(data, ax: Axes | None = None) -> Axes:
 def plot_spike_trains(data, axes: Sequence[Axes] | None = None, *, probe: int = 0, epoch: int = -1,
                       max_units: int = 40) -> Figure:
     """Spike trains of one probe sample after an epoch (``epoch``: position, −1 = last), one
-    panel per spiking population: a tick where unit u spiked at time step t, for the
-    ``max_units`` units that spike most for this probe (the rest are counted in the title, with
-    the population's firing rate: spikes per unit and time step). ``probe``: position of the
-    probe sample."""
+    panel per spiking population: a tick where unit u spiked at time step t. The units that
+    fire are ordered by spike count (most first, then by first spike) and ``max_units`` of them
+    are drawn evenly spaced along that order, so that the raster spans every spike count and not
+    only the saturated units; the title counts the units that fire and gives the population's
+    firing rate (spikes per unit and time step). ``probe``: position of the probe sample."""
     ds = _one_run(data, "plot_spike_trains")
     pops = [str(v).removeprefix("spikes_") for v in ds.data_vars if str(v).startswith("spikes_")]
     if not pops:
@@ -413,19 +414,21 @@ def plot_spike_trains(data, axes: Sequence[Axes] | None = None, *, probe: int = 
     for ax, pop in zip(axes, pops):
         train = ds[f"spikes_{pop}"].isel(epoch=epoch, probe=probe).values.astype(np.int64)  # (time_step, unit)
         count = train.sum(0)
-        units = np.argsort(-count, kind="stable")[:max_units]
-        units = units[count[units] > 0]
+        first = np.where(count > 0, train.argmax(0), len(steps))
+        firing = np.lexsort((first, -count))[: int((count > 0).sum())]
+        units = firing[np.unique(np.linspace(0, len(firing) - 1, min(max_units, len(firing))).round().astype(int))] \
+            if len(firing) else firing
         for row, u in enumerate(units):
             t = steps[train[:, u] > 0]
-            ax.plot(t, np.full(len(t), row), "|", color="k", ms=7, mew=1.4)
-        ax.set_yticks(range(len(units)), [str(u) for u in units], fontsize=5)
+            ax.plot(t, np.full(len(t), row), "|", color="k", ms=max(2.0, 7.0 * min(1.0, 20 / max(len(units), 1))), mew=1.4)
+        ax.set_yticks(range(len(units)), [str(u) for u in units], fontsize=5 if len(units) <= 40 else 3)
         ax.set_ylim(max(len(units), 1) - 0.2, -0.8)  # the most active unit on top
         ax.set_xticks(steps)
         ax.set_xlim(steps[0] - 0.5, steps[-1] + 0.5)
         ax.set_xlabel("time step")
-        ax.set_title(f"{pop}: {int((count > 0).sum())} of {len(count)} units fire\n"
+        ax.set_title(f"{pop}: {len(firing)} of {len(count)} units fire\n"
                      f"rate {train.mean():.3f} spikes / unit / step", fontsize="small")
-    axes[0].set_ylabel("unit (most active first)")
+    axes[0].set_ylabel("unit (most spikes first)")
     label = int(ds.probe_label.isel(probe=probe)) if "probe_label" in ds.coords else None
     fig = axes[0].figure
     fig.suptitle(f"spike trains of probe {int(ds.probe.values[probe])} (label {label}), "
