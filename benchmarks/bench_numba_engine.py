@@ -25,23 +25,25 @@ from hebbsim.data.datasets import load_dataset
 from hebbsim.data.params import load_params
 from hebbsim.dynamics import rhs
 from hebbsim.dynamics.params import init_params
+from hebbsim.simulate.engines.blas_pools import engine_blas_pools
 from hebbsim.simulate.engines.numba_engine import NumbaEngine
 from hebbsim.simulate.trainer import Trainer
 
 
-def config(layers, free, nudge, batch):
+def config(layers, free, nudge, batch, **dynamics):
     return load_params({
         "network": {"layers": layers, "topology": "symmetric", "rho": "hard_sigmoid", "clip_states": True},
-        "dynamics": {"dt": 0.5, "free_steps": free, "nudge_steps": nudge, "beta": 0.5, "symmetric_nudging": True},
+        "dynamics": {"dt": 0.5, "free_steps": free, "nudge_steps": nudge, "beta": 0.5, "symmetric_nudging": True,
+                     **dynamics},
         "learning": {"rule": "ep_chl_classic", "lr": [0.1] * (len(layers) - 1), "batch_size": batch},
         "data": {"dataset": "mnist"},
     })
 
 
-def epoch_time(cfg, data, n_batches=None):
+def epoch_time(cfg, data, n_batches=None, numpy_blas=True):
     net = cfg.build_network()
     rng = np.random.default_rng(0)
-    engine = NumbaEngine(net, cfg.dynamics.dt, np.float32)
+    engine = NumbaEngine(net, cfg.dynamics.dt, np.float32, numpy_blas=numpy_blas)
     trainer = Trainer(cfg, net, engine, init_params(net, rng), len(data.x_train), rng)
     bs = cfg.learning.batch_size
     x, y = data.x_train, data.y_train
@@ -55,12 +57,12 @@ def epoch_time(cfg, data, n_batches=None):
     return per_batch * len(x) / bs, n
 
 
-def gemm_ratio(layers, batch, steps, repeats=3):
+def gemm_ratio(layers, batch, steps, repeats=3, numpy_blas=True):
     """Euler-loop matmul FLOP/s of the engine divided by numpy's sgemm FLOP/s on the same products."""
     cfg = config(layers, steps, 1, batch)
     net = cfg.build_network()
     params = init_params(net, 0)
-    engine = NumbaEngine(net, 0.5, np.float32)
+    engine = NumbaEngine(net, 0.5, np.float32, numpy_blas=numpy_blas)
     x = np.random.default_rng(0).random((batch, layers[0]), dtype=np.float32)
     system = engine.clamp(params, x)
     s0 = rhs.zero_states(net, batch)
@@ -90,9 +92,11 @@ def main():
     args = ap.parse_args()
     data = load_dataset("mnist")
     print(f"machine: {platform.processor() or platform.machine()}, numpy {np.__version__}")
-    ta, na = epoch_time(config([784, 512, 10], 40, 15, 20), data)
-    print(f"(a) 784-512-10 symmetric, 40+15+15 steps, batch 20: {ta:.1f} s per 60k epoch ({na} batches timed)")
-    tb, nb = epoch_time(config([784, 1500, 1500, 10], 100, 20, 128), data, args.batches_b)
+    with engine_blas_pools("numba") as pools:  # the epochs run with the BLAS pools `hebbsim run` gives them
+        print(f"BLAS threads: {pools.describe()}")
+        ta, na = epoch_time(config([784, 512, 10], 40, 15, 20), data)
+        print(f"(a) 784-512-10 symmetric, 40+15+15 steps, batch 20: {ta:.1f} s per 60k epoch ({na} batches timed)")
+        tb, nb = epoch_time(config([784, 1500, 1500, 10], 100, 20, 128), data, args.batches_b)
     print(f"(b) 784-1500-1500-10 symmetric, 100+20+20 steps, batch 128: {tb:.1f} s per 60k epoch "
           f"(extrapolated from {nb} batches)")
     for layers, batch in (([784, 1500, 1500, 10], 128), ([784, 512, 10], 20)):

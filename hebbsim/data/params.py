@@ -128,6 +128,10 @@ class DynamicsConfig(_Section):
     nudge_steps: int = Field(12, ge=1, le=MAX_STEPS)
     eval_steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="free steps at evaluation (default: free_steps)")
     tol: float = Field(0.0, ge=0, description="stop a free phase once max|ds/dt| < tol (0: never)")
+    threads: int | None = Field(None, ge=1, le=1024,
+                                description="BLAS threads of the engine's products (numba: its Euler kernels); every "
+                                            "other BLAS pool of the process gets 1 (docs/engines.md, Threads). "
+                                            "Default: the pool's own size (the cores, or OPENBLAS_NUM_THREADS)")
     beta: float = Field(0.5, gt=0)
     symmetric_nudging: bool = False
     random_sign_beta: bool = False

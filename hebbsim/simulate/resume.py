@@ -28,7 +28,7 @@ from ..data.params import RunParams
 from ..data.store import METRICS, RunStore, StoreError
 from ..errors import HebbsimError
 
-MAY_CHANGE = ("learning.epochs",)
+MAY_CHANGE = ("learning.epochs", "dynamics.threads")
 """Parameters a resumed run may change."""
 
 logger = logging.getLogger(__name__)

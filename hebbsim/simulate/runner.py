@@ -37,6 +37,7 @@ from ..data.store import EpochRecord, RunStore, StoreError, open_run
 from ..dynamics.params import init_params
 from ..errors import DivergenceError, HebbsimError, RunExistsError
 from .engines import engine_from_params
+from .engines.blas_pools import BlasPools, engine_blas_pools
 from ..dynamics.loss import one_hot
 from ..dynamics.network import OUTPUT
 from .health import TrainingHealth
@@ -118,8 +119,8 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
     :class:`RunParams`; ``overrides`` are ``"section.key=value"`` strings.
 
     - ``resume``: continue from the checkpoint beside the run file (``<run>.ckpt.npz``) after
-      its last completed epoch; only ``learning.epochs`` may differ from the checkpoint's
-      parameters. Without a run file and checkpoint the run starts from epoch 1.
+      its last completed epoch; only ``learning.epochs`` and ``dynamics.threads`` may differ
+      from the checkpoint's parameters. Without a run file and checkpoint the run starts from epoch 1.
     - ``overwrite``: replace an existing run file and checkpoint. Without ``resume`` or
       ``overwrite`` an existing run file (or checkpoint) is refused
       (:class:`hebbsim.errors.RunExistsError`) before any work starts.
@@ -145,7 +146,8 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
         if not resume and not overwrite:
             _refuse_existing(store, checkpoint_path(store.path))
         try:
-            return _run_locked(cfg, store, resume, progress, log)
+            with engine_blas_pools(cfg.dynamics.engine, cfg.dynamics.threads) as pools:
+                return _run_locked(cfg, store, resume, progress, log, pools)
         except DivergenceError:
             with contextlib.suppress(HebbsimError):
                 held = store.epochs()
@@ -153,7 +155,7 @@ def run(params: str | Path | dict | RunParams, overrides: list[str] | None = Non
             raise
 
 
-def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, log) -> xr.Dataset:
+def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, log, pools: BlasPools) -> xr.Dataset:
     def say(msg: str, level: int = logging.INFO) -> None:
         logger.log(level, msg)
         if log is not None:
@@ -175,7 +177,7 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
     ckpt = checkpoint_path(store.path)
 
     start = resume_point(cfg, store, ckpt, trainer, say) if resume else 0
-    attrs = {}
+    attrs = {"blas_threads": pools.describe()}  # this process's pools (a resumed run may have others)
     digests: list[str] = []  # per epoch: the checkpoint's digest (run file attribute checkpoint_digests)
     if start == 0:
         try:
@@ -200,6 +202,7 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
     else:
         say(f"run file {store.path}: epochs {start + 1} to {cfg.learning.epochs} ({cfg.learning.rule}, "
             f"{engine.name} engine, {dtype.name})")
+        logger.debug(f"BLAS threads: {pools.describe()}")  # also the run file's blas_threads attribute
 
     health = TrainingHealth(net, model)
     health.warnings = [w for w in str(store.attrs().get("warnings", "")).split("\n") if w] if start else []

@@ -1,5 +1,6 @@
 """The fused numba kernels are an acceleration, not a second model: for every build they compile
-(ρ × neuron × clip × cost) they must reproduce the reference of :mod:`hebbsim.dynamics` —
+(ρ × neuron × clip × cost, each with numpy's GEMM and with numba's ``np.dot``,
+:mod:`hebbsim.simulate.engines.numba_blas`) they must reproduce the reference of :mod:`hebbsim.dynamics` —
 :func:`hebbsim.dynamics.rhs.euler_step` for the Euler kernel and
 :func:`hebbsim.dynamics.forward_gradient.integrate_window` for the forward-gradient window.
 
@@ -21,9 +22,9 @@ from hebbsim.rules.forward_gradient import window as fg_window
 from hebbsim.simulate.engines.numba_engine import NumbaEngine
 
 # the costs the kernels compile a nudge for (softmax cross-entropy runs on numba only without one)
-BUILDS = list(itertools.product(RHO_NAMES, NEURON_MODELS, (False, True), COST_CODES))
-COVERING = [("hard_sigmoid", "gated", True, "state_mse"), ("sigmoid", "additive", False, "rate_mse"),
-            ("tanh", "gated", False, "state_mse"), ("sigmoid4", "additive", True, "rate_mse")]
+BUILDS = list(itertools.product(RHO_NAMES, NEURON_MODELS, (False, True), COST_CODES, (True, False)))
+COVERING = [("hard_sigmoid", "gated", True, "state_mse", True), ("sigmoid", "additive", False, "rate_mse", False),
+            ("tanh", "gated", False, "state_mse", False), ("sigmoid4", "additive", True, "rate_mse", True)]
 PARAMS = [pytest.param(*b, marks=() if b in COVERING else pytest.mark.slow) for b in BUILDS]
 DT = 0.3
 
@@ -40,22 +41,22 @@ def _problem(rho, neuron, clip, cost, topology="loop", batch=5):
     return net, params, x, d, rng
 
 
-@pytest.mark.parametrize("rho,neuron,clip,cost", PARAMS)
-def test_euler_kernel_is_the_reference_euler_map(rho, neuron, clip, cost):
+@pytest.mark.parametrize("rho,neuron,clip,cost,numpy_blas", PARAMS)
+def test_euler_kernel_is_the_reference_euler_map(rho, neuron, clip, cost, numpy_blas):
     net, params, x, d, _ = _problem(rho, neuron, clip, cost)
     ref = rhs.zero_states(net, len(x), np.float64)
     for _ in range(20):
         ref = rhs.euler_step(net, params, ref, x, DT, beta=0.8, target=d)
-    out = NumbaEngine(net, DT, np.float64).clamp(params, x).relax(
+    out = NumbaEngine(net, DT, np.float64, numpy_blas=numpy_blas).clamp(params, x).relax(
         rhs.zero_states(net, len(x), np.float64), 20, beta=0.8, target=d)
     for k in ref:
         np.testing.assert_allclose(out.states[k], ref[k], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("rho,neuron,clip,cost", PARAMS)
-def test_window_kernel_is_the_reference_window(rho, neuron, clip, cost):
+@pytest.mark.parametrize("rho,neuron,clip,cost,numpy_blas", PARAMS)
+def test_window_kernel_is_the_reference_window(rho, neuron, clip, cost, numpy_blas):
     net, params, x, d, rng = _problem(rho, neuron, clip, cost, "feedforward")
-    system = NumbaEngine(net, DT, np.float64).clamp(params, x)
+    system = NumbaEngine(net, DT, np.float64, numpy_blas=numpy_blas).clamp(params, x)
     free = system.relax(rhs.zero_states(net, len(x), np.float64), 30).states
     perturb, k = ("h1", "h2", "o"), 2
     copies = len(perturb) * k

@@ -11,6 +11,7 @@ from ...dynamics.nonlinearities import RHO_CODES
 from ...dynamics.params import Params
 from ...errors import HebbsimError
 from .base import Relaxation, States, check_noise, diverged
+from .numba_blas import numpy_gemm
 from .numba_kernels import euler_kernel
 
 
@@ -23,12 +24,17 @@ class NumbaEngine:
     With a ``noise`` model, a phase given noise draws runs a second kernel specialised to the
     noise kind (Euler–Maruyama, :mod:`hebbsim.dynamics.noise`); a phase without runs the
     noise-free kernel, so clean phases are bit-identical to those of an engine without noise.
+
+    The kernels' products call numpy's own BLAS (:mod:`hebbsim.simulate.engines.numba_blas`);
+    ``numpy_blas=False`` makes them use numba's ``np.dot`` (scipy's BLAS), as they do anyway
+    where numpy's BLAS cannot be called from compiled code.
     """
 
     name = "numba"
     jit_batches = False  # phases are compiled kernels; the rest of a batch runs eagerly on numpy
 
-    def __init__(self, net: Network, dt: float, dtype=np.float32, noise: NoiseModel | None = None):
+    def __init__(self, net: Network, dt: float, dtype=np.float32, noise: NoiseModel | None = None,
+                 numpy_blas: bool = True):
         self.net = net
         self.noise = noise
         self.dt = float(dt)
@@ -41,6 +47,9 @@ class NumbaEngine:
         self._proj_dst = np.array([self._index[p.dst] for p in self._internal], dtype=np.int64)
         self._inv_leak = np.array([1.0 / p.leak for p in net.dynamic_populations], dtype=np.float64)
         self._out = self._index[OUTPUT]
+        # the kernels' GEMM: numpy's BLAS (one library, one thread pool for the process), or
+        # numba's np.dot (scipy's BLAS) where numpy's cannot be called or numpy_blas is False
+        self.gemm = numpy_gemm(self.dtype) if numpy_blas else None
         # the kernels implement the nudge of the costs in COST_CODES; with another cost (softmax
         # cross-entropy) only phases with β = 0 run here (relax refuses a nudge), so the build of
         # state_mse serves and no kernel is compiled for a force it never applies
@@ -146,7 +155,7 @@ class NumbaClamped:
         steps, res, bad_step, bad_pop = kernel(
             s, self.static, self.weights_t, e._proj_src, e._proj_dst, e._inv_leak,
             self._rates, self._currents, self._scratch, e._out, tgt, float(beta), e.dt,
-            int(n_steps), float(tol), *noise_args,
+            int(n_steps), float(tol), *noise_args, e.gemm,
         )
         if bad_step >= 0:  # the kernel counts from 0; the error names the step as the k-th
             raise diverged(e, phase, int(bad_step) + 1, e._pops[bad_pop])

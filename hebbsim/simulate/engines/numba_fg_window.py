@@ -64,7 +64,7 @@ def fused_window(system: "NumbaClamped", free: States, copies: int, extra: State
         np.array([n in reward_mask for n in pops], dtype=np.int64), col(reward_mask), col(learn_mask),
         tile(target), np.empty((rows, n_cls), dt), tuple(np.empty((rows, n), dt) for n in sizes),
         np.empty(rows, dt), learned, elig_t, tuple(np.empty(w.shape, dt) for w in elig_t), v,
-        e.dt, int(n_steps), groups, tuple(np.empty((rows, g), dt) for g in groups), e._out,
+        e.dt, int(n_steps), groups, tuple(np.empty((rows, g), dt) for g in groups), e._out, e.gemm,
     )
     if bad_step >= 0:
         raise diverged(e, phase, int(bad_step) + 1, pops[bad_pop])

@@ -8,9 +8,10 @@ This is the same right-hand side as :func:`hebbsim.dynamics.rhs.drift`, written 
 - Everything that is constant within a phase — the bias and the currents from the clamped
   input, and any held external current — arrives pre-summed in ``static``; the input
   projection (the largest matrix) is therefore never recomputed inside the loop.
-- Currents between dynamic populations are BLAS GEMMs (``np.dot`` with ``out=``, which numba
-  lowers to the same sgemm/dgemm numpy uses), on row-major ``(batch, n)`` rates and
-  weights stored transposed, ``(n_src, n_dst)``.
+- Currents between dynamic populations are BLAS GEMMs on row-major ``(batch, n)`` rates and
+  weights stored transposed, ``(n_src, n_dst)``: numpy's own ``cblas_?gemm``, passed in as
+  ``gemm`` (:mod:`hebbsim.simulate.engines.numba_blas`; one BLAS library and one thread pool
+  for the whole process), or numba's ``np.dot`` where ``gemm`` is ``None``.
 - Populations are passed as homogeneous tuples of 2-D arrays, which numba indexes at run
   time without the cost of building typed lists.
 """
@@ -22,6 +23,8 @@ import math
 
 import numpy as np
 from numba import njit
+
+from .numba_blas import dot_into
 
 # reassociation lets LLVM vectorise the reductions; no 'nnan'/'ninf', so non-finite
 # values are still detected
@@ -92,16 +95,16 @@ def _init_rates(states, rates, currents, first, rho_kind):
 
 
 @njit(cache=True, inline="always")
-def _synaptic_currents(rates, weights_t, proj_src, proj_dst, first, currents, scratch):
+def _synaptic_currents(rates, weights_t, proj_src, proj_dst, first, currents, scratch, gemm):
     """``currents[d] = Σ_p ρ(s_src(p)) W_pᵀ`` over the projections into each population: one GEMM
     per projection."""
     n_proj = proj_src.shape[0]
     for p in range(n_proj):
         d = proj_dst[p]
         if first[d] == p:
-            np.dot(rates[proj_src[p]], weights_t[p], currents[d])
+            dot_into(gemm, rates[proj_src[p]], weights_t[p], currents[d])
         else:
-            np.dot(rates[proj_src[p]], weights_t[p], scratch[p])
+            dot_into(gemm, rates[proj_src[p]], weights_t[p], scratch[p])
     for p in range(n_proj):
         d = proj_dst[p]
         if first[d] != p:
@@ -126,7 +129,7 @@ def euler_kernel(rho_kind: int, gated: bool, clip: bool, cost_kind: int = STATE_
 
     @njit(cache=True, fastmath=_FASTMATH)
     def euler_relax(states, static, weights_t, proj_src, proj_dst, inv_leak, rates, currents, scratch,
-                    out_idx, target, beta, dt, n_steps, tol, noisy, z, xi, kick, decay):
+                    out_idx, target, beta, dt, n_steps, tol, noisy, z, xi, kick, decay, gemm):
         """Integrate ``n_steps`` Euler steps in place on ``states``.
 
         Stops early once the residual ``max |Δs|/dt < tol`` (``tol <= 0`` never stops early). Returns
@@ -150,7 +153,7 @@ def euler_kernel(rho_kind: int, gated: bool, clip: bool, cost_kind: int = STATE_
         residual = np.inf
         inv_dt = 1.0 / dt
         for step in range(n_steps):
-            _synaptic_currents(rates, weights_t, proj_src, proj_dst, first, currents, scratch)
+            _synaptic_currents(rates, weights_t, proj_src, proj_dst, first, currents, scratch, gemm)
             track = tol > 0.0 or step == n_steps - 1
             residual = 0.0
             for j in range(n_pop):
@@ -246,7 +249,7 @@ def window_kernel(rho_kind: int, gated: bool, clip: bool, cost_kind: int = STATE
     @njit(cache=True, fastmath=_FASTMATH)
     def fg_window(states, static, weights_t, proj_src, proj_dst, inv_leak, rates, currents, scratch, drift,
                   readout_w, readout_wt, readout_b, has_reward, reward_mask, learn_mask, target, y, back, rdot,
-                  learned, elig_t, elig_scratch, v, dt, n_steps, groups, group_rdot, out_idx):
+                  learned, elig_t, elig_scratch, v, dt, n_steps, groups, group_rdot, out_idx, gemm):
         """Integrate ``n_steps`` steps in place on ``states`` and the accumulators ``elig_t`` (one
         ``(n_src, n_dst)`` array per internal projection, used where ``learned[p]``) and ``v``
         (``(rows, n)`` per population). Returns ``(bad_step, bad_population)`` (``-1, -1`` when
@@ -265,7 +268,7 @@ def window_kernel(rho_kind: int, gated: bool, clip: bool, cost_kind: int = STATE
         first = _first_projection_into(n_pop, proj_dst)
         _init_rates(states, rates, currents, first, rho_kind)
         for step in range(n_steps):
-            _synaptic_currents(rates, weights_t, proj_src, proj_dst, first, currents, scratch)
+            _synaptic_currents(rates, weights_t, proj_src, proj_dst, first, currents, scratch, gemm)
             for j in range(n_pop):
                 s = states[j]
                 c = currents[j]
@@ -307,13 +310,13 @@ def window_kernel(rho_kind: int, gated: bool, clip: bool, cost_kind: int = STATE
                     _grouped_reward(rates[j], states[j], drift[j], readout_w[j], readout_b[j], target,
                                     reward_mask[:, j], groups[j], rho_kind, back[j], group_rdot[j], rdot)
                     continue
-                np.dot(rates[j], readout_wt[j], y)
+                dot_into(gemm, rates[j], readout_wt[j], y)
                 rb = readout_b[j]
                 for b in range(rows):
                     for k in range(y.shape[1]):
                         y[b, k] = y[b, k] + rb[0, k] - target[b, k]
                 bk = back[j]
-                np.dot(y, readout_w[j], bk)
+                dot_into(gemm, y, readout_w[j], bk)
                 s = states[j]
                 ds_j = drift[j]
                 for b in range(rows):
@@ -342,7 +345,7 @@ def window_kernel(rho_kind: int, gated: bool, clip: bool, cost_kind: int = STATE
                         vj[b, i] += u
             for p in range(n_proj):
                 if learned[p]:
-                    np.dot(rates[proj_src[p]].T, back[proj_dst[p]], elig_scratch[p])
+                    dot_into(gemm, rates[proj_src[p]].T, back[proj_dst[p]], elig_scratch[p])
                     e = elig_t[p]
                     es = elig_scratch[p]
                     for a in range(e.shape[0]):
