@@ -39,3 +39,19 @@ def test_the_digits_example_of_each_feedback_rule_reaches_ten_percent_in_time(ru
     ds = hebbsim.run(cfg, progress=False, log=None)
     assert time.perf_counter() - t0 < seconds
     assert float(ds.test_error.isel(epoch=-1)) <= 0.10
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_file_is_valid(path):
+    """Every parameter and sweep file under examples/ validates (a sweep file: every point's
+    parameters), so an edit to a base file cannot leave a documented command broken."""
+    import tomllib
+
+    from hebbsim.data.params import load_params
+    from hebbsim.simulate.sweep_file import load_sweep
+
+    if "base" in tomllib.loads(path.read_text()):
+        spec = load_sweep(path)
+        assert spec.points
+    else:
+        load_params(path)
