@@ -4,7 +4,7 @@ import pytest
 from threadpoolctl import ThreadpoolController
 
 import hebbsim
-from hebbsim.simulate.engines.blas_pools import _owner, engine_blas_pools
+from hebbsim.simulate.engines.blas_pools import blas_owner, engine_blas_pools
 
 
 def _threads() -> dict[str, int]:
@@ -15,7 +15,7 @@ def test_the_engines_pool_gets_the_threads_the_others_one_then_all_are_restored(
     import scipy.linalg.cython_blas  # noqa: F401
 
     before = _threads()
-    owners = {path: _owner(path) for path in before}
+    owners = {path: blas_owner(path) for path in before}
     with engine_blas_pools("numba", threads=3) as pools:
         inside = _threads()
         if len(before) == 1:  # numpy and scipy share one library: it is the engine's
@@ -46,7 +46,7 @@ def test_a_run_records_its_blas_threads_and_scipys_pool_is_one_thread_while_it_t
     monkeypatch.setattr(trainer_module.Trainer, "train_epoch", spy)
     p = tiny_run("threads", learning__epochs=1, dynamics__threads=2)
     ds = hebbsim.run(p, progress=False, log=None)
-    owners = {path: _owner(path) for path in seen[0]}
+    owners = {path: blas_owner(path) for path in seen[0]}
     if len(seen[0]) > 1:
         assert {owners[path]: n for path, n in seen[0].items()} == {"numpy": 2, "scipy": 1}
     assert "2 threads (the engine's)" in ds.attrs["blas_threads"]

@@ -22,7 +22,8 @@ from pathlib import Path
 _OWNERS = ("numpy", "scipy")
 
 
-def _owner(filepath: str) -> str | None:
+def blas_owner(filepath: str) -> str | None:
+    """``numpy`` or ``scipy`` when the BLAS library at ``filepath`` ships with that package's wheel."""
     parts = Path(filepath).parts
     for owner in _OWNERS:
         if f"{owner}.libs" in parts or owner in parts:
@@ -80,7 +81,7 @@ def engine_blas_pools(engine: str, threads: int | None = None) -> Iterator[BlasP
         wanted = "numpy" if numpy_gemm("float32") is not None else "scipy"
     ctl = ThreadpoolController()
     blas = [lib for lib in ctl.info() if lib["user_api"] == "blas"]
-    owners = [_owner(lib["filepath"]) for lib in blas]
+    owners = [blas_owner(lib["filepath"]) for lib in blas]
     if len(blas) == 1:
         busy_index = 0
     elif owners.count(wanted) == 1:

@@ -24,6 +24,8 @@ import functools
 import numba.experimental.function_type  # noqa: F401  (registers typeof for WrapperAddressProtocol)
 import numpy as np
 from numba import njit, types
+from numba.extending import overload
+from numba.np.numpy_support import as_dtype
 
 # CBLAS enums (cblas.h): row-major storage, no transpose, transpose
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
@@ -37,8 +39,10 @@ def numpy_blas_path() -> str | None:
     """The file of the BLAS library numpy's products use, if threadpoolctl can tell it."""
     from threadpoolctl import ThreadpoolController
 
+    from .blas_pools import blas_owner
+
     for lib in ThreadpoolController().info():
-        if lib["user_api"] == "blas" and "numpy.libs" in lib["filepath"]:
+        if lib["user_api"] == "blas" and blas_owner(lib["filepath"]) == "numpy":
             return lib["filepath"]
     return None
 
@@ -87,6 +91,18 @@ def _numpy_gemm(dtype_name: str) -> CblasGemm | None:
     return None
 
 
+def _unit_scalars(array):
+    """``(1, 0)`` in ``array``'s element type (compiled code only): the GEMM's alpha and beta,
+    typed at compile time, so the hot loop allocates nothing for them."""
+
+
+@overload(_unit_scalars)
+def _unit_scalars_typed(array):
+    scalar = as_dtype(array.dtype).type
+    one, zero = scalar(1), scalar(0)
+    return lambda array: (one, zero)
+
+
 @njit(cache=True)
 def dot_into(gemm, a, b, out):
     """``out[...] = a @ b`` with numpy's GEMM ``gemm``, or numba's ``np.dot`` when ``gemm`` is
@@ -108,8 +124,6 @@ def dot_into(gemm, a, b, out):
     else:
         np.dot(a, b, out)
         return
-    scale = np.empty(2, out.dtype)  # alpha, beta in the GEMM's element type
-    scale[0] = 1.0
-    scale[1] = 0.0
-    gemm(np.int32(ROW_MAJOR), np.int32(trans_a), np.int32(NO_TRANS), m, n, k, scale[0], a.ctypes, lda,
-         b.ctypes, n, scale[1], out.ctypes, n)
+    one, zero = _unit_scalars(out)  # alpha, beta in the GEMM's element type
+    gemm(np.int32(ROW_MAJOR), np.int32(trans_a), np.int32(NO_TRANS), m, n, k, one, a.ctypes, lda,
+         b.ctypes, n, zero, out.ctypes, n)
