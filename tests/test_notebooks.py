@@ -44,6 +44,7 @@ def images(nb) -> int:
     return sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
 
 
+@pytest.mark.slow  # ~13 s; the explore_run script test keeps a notebook-path check in the default run
 def test_01_first_run(tmp_path, monkeypatch):
     params = {"network": {"layers": [64, 32, 10], "topology": "loop", "clip_states": True},
               "learning": {"lr": [0.1, 0.05, 0.05], "epochs": 3}, "data": {"dataset": "digits"}}

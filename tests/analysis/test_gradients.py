@@ -83,7 +83,7 @@ def test_angle_and_cosine():
     assert G.cosine(np.array([1.0, 1.0]), np.array([-1.0, -1.0])) == pytest.approx(-1.0)
 
 
-@pytest.mark.parametrize("rho", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("rho", [pytest.param("sigmoid", marks=pytest.mark.slow), "tanh"])
 def test_the_run_files_grad_alignment_is_zero_for_symmetric_ep_at_small_beta(tmp_path, rho):
     """The angle hebbsim records between the EP update and −∇L: before the one-cost fix it was
     84–87° (sigmoid) and 8–12° (tanh) for a rule that is exact, because the reported gradient

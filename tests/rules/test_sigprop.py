@@ -300,6 +300,7 @@ def test_dropout_drops_what_a_unit_passes_up_not_its_own_loss():
         _setup(dropout=1.0)
 
 
+@pytest.mark.slow
 def test_dropout_resumes_bit_identically(tmp_path, assert_same_run):
     def cfg(name, epochs=2, **sigprop):
         return {"network": {"layers": [64, 16, 12, 10], "rho": "tanh"}, "dynamics": {"engine": "reference"},

@@ -120,6 +120,7 @@ def test_a_grouped_readout_rewards_each_group_with_the_gradient_of_its_own_loss(
     np.testing.assert_allclose(total, np.sum(per_group, axis=0), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_mean_update_over_many_perturbations_aligns_with_the_exact_gradient():
     net, params, x, d, system, free = _problem()
     exact = G.implicit_gradient(net, params, x, d, free)
@@ -194,7 +195,7 @@ def _digits_cfg(engine, mode, topology, **fgc):
     })
 
 
-@pytest.mark.parametrize("mode,topology,groups", [("global", "feedforward", 1),
+@pytest.mark.parametrize("mode,topology,groups", [pytest.param("global", "feedforward", 1, marks=pytest.mark.slow),
                                                    pytest.param("local_greedy", "loop", 1, marks=pytest.mark.slow),
                                                    ("local_greedy", "feedforward", 5)])
 def test_one_epoch_gives_the_same_weights_on_both_engines(mode, topology, groups):
@@ -328,6 +329,7 @@ def test_the_divergence_advice_matches_the_settings_in_force():
     assert "now 0.25" in divergence_advice(clipped, 0.25)
 
 
+@pytest.mark.slow
 def test_the_rule_learns_on_the_quickstart_network(tmp_path):
     """examples/quickstart.toml (hard_sigmoid, clipped states) made feed-forward: before the
     projected velocity, SGD diverged after one batch and Adam with local losses stayed at 89.7 %.
