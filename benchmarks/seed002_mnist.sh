@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Seed 002's MNIST protocol for every rule of the feedback-alignment family, as discrete references
 # on the reference engine (docs/benchmarks.md, "Discrete references (seed 002 protocol)"):
-# 784-800-800-10 tanh, linear output + softmax cross-entropy, SGD lr 0.001, Xavier init, 100 epochs,
+# 784-800-800-10 tanh, linear output + softmax cross-entropy, SGD lr 0.001 per sample (summed over batches of 10), Xavier init, 100 epochs,
 # the batch size chosen on a validation split — all in examples/mnist_seed002_bp.toml; each rule
 # brings its own feedback topology and matrices.
 #
@@ -20,7 +20,9 @@ OUT=${OUT:-runs/seed002}
 JOBS=${JOBS:-1}
 HEBBSIM=${HEBBSIM:-python -m hebbsim.simulate.cli}
 PARAMS=examples/mnist_seed002_bp.toml
+# one thread per process, BLAS and XLA alike: JOBS runs share the cores
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+export XLA_FLAGS=${XLA_FLAGS:-"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 
 # label | the overrides that make the rule (names fixed by issue 11)
 RUNS=(
