@@ -39,15 +39,14 @@ from threadpoolctl import ThreadpoolController  # noqa: E402
 import bench_numba_engine as bench  # noqa: E402
 from hebbsim.data.datasets import load_dataset  # noqa: E402
 from hebbsim.simulate.engines import numba_engine  # noqa: E402
-from hebbsim.simulate.engines.blas_pools import blas_owner, cores, engine_blas_pools  # noqa: E402
+from hebbsim.simulate.engines.blas_pools import blas_libraries, blas_owner, cores, engine_blas_pools  # noqa: E402
 
 LAYERS, FREE, NUDGE, BATCH = [784, 1500, 1500, 10], 100, 20, 128
 
 
 def pools() -> dict[str, ThreadpoolController]:
     ctl = ThreadpoolController()
-    return {blas_owner(lib["filepath"]): ctl.select(filepath=lib["filepath"]) for lib in ctl.info()
-            if lib["user_api"] == "blas"}
+    return {blas_owner(lib["filepath"]): ctl.select(filepath=lib["filepath"]) for lib in blas_libraries(ctl)}
 
 
 def size(lib, numpy: int, scipy: int) -> None:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Seed 002's MNIST protocol for every rule of the feedback-alignment family, as discrete references
 # on the reference engine (docs/benchmarks.md, "Discrete references (seed 002 protocol)"):
-# 784-800-800-10 tanh, linear output + softmax cross-entropy, SGD lr 0.001 per sample (summed over batches of 10), Xavier init,
-# feedback B ~ U(-1/2, 1/2), 100 epochs,
+# 784-800-800-10 tanh, linear output + softmax cross-entropy, SGD lr 0.001 per sample (summed over
+# batches of 10), Xavier init, feedback B ~ U(-1/2, 1/2), 100 epochs,
 # the batch size chosen on a validation split — all in examples/mnist_seed002_bp.toml; each rule
 # brings its own feedback topology and matrices.
 #

@@ -31,6 +31,16 @@ def blas_owner(filepath: str) -> str | None:
     return None
 
 
+def blas_libraries(controller=None) -> list[dict]:
+    """The BLAS libraries loaded in this process: threadpoolctl's info dict of each (``filepath``,
+    ``num_threads``, ``internal_api``, ``version``), read through ``controller`` if given."""
+    if controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        controller = ThreadpoolController()
+    return [lib for lib in controller.info() if lib["user_api"] == "blas"]
+
+
 def cores() -> int:
     """The cores this process may run on (its CPU affinity: a SLURM allocation's, a taskset's)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -80,7 +90,7 @@ def engine_blas_pools(engine: str, threads: int | None = None) -> Iterator[BlasP
 
         wanted = "numpy" if numpy_gemm("float32") is not None else "scipy"
     ctl = ThreadpoolController()
-    blas = [lib for lib in ctl.info() if lib["user_api"] == "blas"]
+    blas = blas_libraries(ctl)
     owners = [blas_owner(lib["filepath"]) for lib in blas]
     if len(blas) == 1:
         busy_index = 0

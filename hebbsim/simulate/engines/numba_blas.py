@@ -37,12 +37,10 @@ _SYMBOLS = {np.dtype(np.float32): ("scipy_cblas_sgemm64_", "cblas_sgemm64_"),
 
 def numpy_blas_path() -> str | None:
     """The file of the BLAS library numpy's products use, if threadpoolctl can tell it."""
-    from threadpoolctl import ThreadpoolController
+    from .blas_pools import blas_libraries, blas_owner
 
-    from .blas_pools import blas_owner
-
-    for lib in ThreadpoolController().info():
-        if lib["user_api"] == "blas" and blas_owner(lib["filepath"]) == "numpy":
+    for lib in blas_libraries():
+        if blas_owner(lib["filepath"]) == "numpy":
             return lib["filepath"]
     return None
 
