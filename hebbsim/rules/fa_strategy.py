@@ -9,18 +9,22 @@ routes deliver (the ``mixed_feedback`` topology):
   ``auxiliary = true`` the layer's *own* error instead, :math:`u_i = B_i e_i`, where
   :math:`e_i = \partial C(\hat y_i, d)/\partial \hat y_i` is the error of the auxiliary output
   :math:`\hat y_i = B_i^\top \rho(s_i)` that the layer reads through the same matrix;
-- :math:`u_{i-1} = \hat B_i \delta_{i-1}` — from the layer below.
+- :math:`u_{i-1} = \hat B_i \hat\delta_{i-1}` — from the layer below, carrying that layer's
+  *direct error* :math:`\hat\delta_{i-1} = \rho'(a_{i-1}) \odot B_{i-1} e` (or :math:`e_{i-1}`):
+  what the output alone tells it, before the sweep reaches it.
 
 ``strategy`` picks the arguments: ``s1`` = (direct, above), ``s2`` = (below, direct),
 ``s3`` = (below, direct, above). For the top hidden layer "above" is the output, the same route
-as "direct" (one matrix); the first hidden layer has no layer below. In continuous time each
-route is a fixed projection with weight :math:`1/m_i` (½ for two routes): the direct route a
-held current, the others live (docs/rules.md). ``s3`` closes a cycle h_{i-1} ⇄ h_i, whose
-deviations relax to the fixed point of a linear system: it converges only while the feedback's
-loop gain is below 1 (small ``network.feedback.scale``).
+as "direct" (one matrix); the first hidden layer has no layer below. The deltas are one top-down
+sweep, so no strategy closes a loop: had the route from below carried :math:`\delta_{i-1}`, ``s3``
+would make :math:`h_{i-1} \rightleftarrows h_i` a cycle whose gain under seed 002's
+:math:`B \sim U(-\tfrac12, \tfrac12)` is far above 1, and the error would diverge. In continuous
+time each route is a fixed projection with weight :math:`1/m_i` (½ for two routes): the route
+from above live, the others held currents (docs/rules.md).
 
 Seed 002's Table 1 was not at hand when this was written: the assignment of s1–s3 to route
-sets above is hebbsim's reading of :math:`F_i(u_{i-1}, u_i, u_{i+1})`; docs/rules.md says so.
+sets above, and what the route from below carries, are hebbsim's reading of
+:math:`F_i(u_{i-1}, u_i, u_{i+1})`; docs/rules.md says so.
 """
 
 from __future__ import annotations

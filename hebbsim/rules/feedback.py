@@ -17,15 +17,22 @@ i.e. it is the feed-forward network; with ``additive`` neurons its fixed point i
 
 .. math::
 
-    \frac{ds_j}{dt} = g_j(s_j)\Big(a_j + w_j \sum_{\text{live routes } p} B_p\big(\rho(s_\mathrm{src}) - \rho(s^0_\mathrm{src})\big)
-                      - \beta\, w_j \sum_{\text{routes } p \text{ from } o} B_p\, u_j\Big) - \frac{s_j}{r_j},
+    \frac{ds_j}{dt} = g_j(s_j)\Big(a_j + w_j \sum_{\text{routes } p \text{ from above}} B_p\big(\rho(s_\mathrm{src}) - \rho(s^0_\mathrm{src})\big)
+                      - \beta\, w_j \Big(\sum_{p \text{ from } o} B_p\, u_j + \sum_{p \text{ from below}} B_p\, \hat\delta_\mathrm{src}\Big)\Big)
+                      - \frac{s_j}{r_j},
     \qquad \frac{ds_o}{dt} = g_o(s_o)\big(a_o - \beta e\big) - \frac{s_o}{r_o}
 
-with :math:`e = \partial C/\partial s_o` at the free state (the output error). Routes between
-hidden layers are *live*: they carry the deviation of their source's rate from the free one, so
-the error travels layer by layer as the phase relaxes. Routes from the output carry a held
+with :math:`e = \partial C/\partial s_o` at the free state (the output error). Routes from the
+layer above are *live*: they carry the deviation of their source's rate from the free one, so the
+error travels down layer by layer as the phase relaxes. Routes from the output carry a held
 current: :math:`u_j = e` (FA, DFA, strategies), the layer's own auxiliary error :math:`e_j`
-(auxiliary errors), or the one-hot target :math:`d` (DRTP).
+(auxiliary errors), or the one-hot target :math:`d` (DRTP). Routes from the layer below carry a
+held current too, the source's *direct error* :math:`\hat\delta_i = \rho'(a_i) \odot \sum_{p
+\text{ from } o} B_p u_i` — what its routes from the output alone tell it. Were they live, a
+strategy with routes both ways (``s3``) would close the loop :math:`h_{i-1} \rightleftarrows h_i`,
+whose gain with seed 002's :math:`B \sim U(-\tfrac12, \tfrac12)` on 800 units is far above 1:
+the error would grow without bound instead of settling. Held, the phase is a feed-down cascade that
+settles for any :math:`B`.
 
 **Update.** The ``ep_chl`` contrast (seed 000, eq. 14), :math:`g_{W_p} = -\frac{1}{\beta}
 (\nu_\mathrm{dst}^\beta - \nu_\mathrm{dst}^0)\,\rho(s^0_\mathrm{src})^\top`, with :math:`\nu` the
@@ -36,10 +43,11 @@ so its state change is the error itself).
 :math:`\Delta s_o = -\beta e` and :math:`\Delta\rho(s_j) = -\beta \delta_j` with
 
 .. math::  \delta_o = e, \qquad
-           \delta_j = \rho'(a_j) \odot w_j \Big(\sum_{\text{live } p} B_p \delta_\mathrm{src} + \sum_{p \text{ from } o} B_p u_j\Big),
+           \delta_j = \rho'(a_j) \odot w_j \Big(\sum_{p \text{ from above}} B_p \delta_\mathrm{src}
+                      + \sum_{p \text{ from } o} B_p u_j + \sum_{p \text{ from below}} B_p \hat\delta_\mathrm{src}\Big),
 
-so :math:`g_{W_p} = \delta_\mathrm{dst}\,\rho(a_\mathrm{src})^\top`: FA, DFA, DRTP and the averaged
-strategies exactly as the discrete literature writes them. :meth:`FeedbackRule.discrete_deltas`
+one top-down sweep (the layer above first), so :math:`g_{W_p} = \delta_\mathrm{dst}\,\rho(a_\mathrm{src})^\top`:
+FA, DFA, DRTP and the averaged strategies exactly as the discrete literature writes them. :meth:`FeedbackRule.discrete_deltas`
 computes it from the forward pass; on ``dynamics.engine = "reference"`` (which computes forward
 passes exactly) the rule uses it instead of the nudged phase, so the discrete references train
 with the same trainer into the same run file.
@@ -95,6 +103,12 @@ class FeedbackRule(ContrastiveRule):
         if bad:
             raise ValueError(f"learning.rule = {cls.name!r}: the projections {', '.join(bad)} are not feedback routes "
                              f"into hidden layers (use network.topology = {cls.default_topology!r})")
+        blind = sorted({p.src for p in net.projections if p.tag == "below"
+                        and not any(q.kind == "fixed" and q.src == OUTPUT for q in net.projections_into(p.src))})
+        if blind:
+            raise ValueError(f"learning.rule = {cls.name!r}: a route from the layer below carries its source's direct "
+                             f"error, and {', '.join(blind)} has no route from the output (network.feedback.routes "
+                             f"must include 'direct' with 'below')")
         silent = [h for h in net.hidden if not any(p.kind == "fixed" for p in net.projections_into(h))]
         if silent:
             raise ValueError(f"learning.rule = {cls.name!r}: the hidden layers {', '.join(silent)} receive no feedback "
@@ -116,6 +130,22 @@ class FeedbackRule(ContrastiveRule):
 
     def _routes(self, dst: str):
         return [p for p in self.net.projections_into(dst) if p.kind == "fixed"]
+
+    @staticmethod
+    def _live(p) -> bool:
+        """A route that carries its source's deviation as the nudged phase relaxes: one from the
+        layer above. Routes from the output and from the layer below carry held currents."""
+        return p.kind == "fixed" and p.src != OUTPUT and p.tag != "below"
+
+    def direct_errors(self, params: Params, free: States, signals: States) -> States:
+        r""":math:`\hat\delta_j = \rho'(a_j) \odot \sum_{p \text{ from } o} B_p u_j`: what each hidden
+        layer's direct routes alone tell it, the signal its route to the layer above carries."""
+        out = {}
+        for h in self.net.hidden:
+            direct = [p for p in self._routes(h) if p.src == OUTPUT]
+            if direct:
+                out[h] = rho_prime(free[h], self.net.rho) * sum(signals[h] @ params.weight(p).T for p in direct)
+        return out
 
     def route_weight(self, dst: str) -> float:
         """:math:`w_j = 1/m_j`: the error signal of a layer is the average of its routes."""
@@ -143,8 +173,7 @@ class FeedbackRule(ContrastiveRule):
         weights = {}
         for p in net.projections:
             w = params.weight(p)
-            live = p.kind == "fixed" and p.src != OUTPUT
-            weights[p.name] = w * self.route_weight(p.dst) if live else w * 0.0
+            weights[p.name] = w * self.route_weight(p.dst) if self._live(p) else w * 0.0
         biases = {k: b * 0.0 for k, b in params.biases.items()}
         nudge_params = Params(weights, biases)
         drive = {}  # the held forward drive, minus what the live routes carry at the free states
@@ -154,14 +183,16 @@ class FeedbackRule(ContrastiveRule):
             for p in net.projections_into(j):
                 if p.kind == "learned":
                     a = a + rates[p.src] @ params.weight(p).T
-                elif p.src != OUTPUT:
+                elif self._live(p):
                     a = a - self.route_weight(j) * (rates[p.src] @ params.weight(p).T)
             drive[j] = a
         held_error = {OUTPUT: e}
+        direct = self.direct_errors(params, free, signals)
         for j in net.hidden:
-            from_output = [p for p in self._routes(j) if p.src == OUTPUT]
-            if from_output:
-                held_error[j] = self.route_weight(j) * sum(signals[j] @ params.weight(p).T for p in from_output)
+            held = [p for p in self._routes(j) if not self._live(p)]
+            if held:
+                held_error[j] = self.route_weight(j) * sum(
+                    (signals[j] if p.src == OUTPUT else direct[p.src]) @ params.weight(p).T for p in held)
 
         def phase(b) -> NudgedPhase:
             extra = {j: drive[j] - b * held_error[j] if j in held_error else drive[j] for j in drive}
@@ -179,33 +210,22 @@ class FeedbackRule(ContrastiveRule):
         return out
 
     # -- the discrete form --------------------------------------------------------------------------
-    def discrete_deltas(self, params: Params, free: States, x, target, draws: dict | None = None,
-                        iterations: int | None = None) -> States:
-        r""":math:`\delta_j` of every population from the forward pass ``free`` (module docstring).
-
-        Routes from the layer above make the deltas a top-down sweep, routes from below a
-        bottom-up one; with both the deltas are a linear fixed point, found by ``iterations``
-        Jacobi sweeps (default: one per hidden layer, exact without such cycles; 200 with them)."""
+    def discrete_deltas(self, params: Params, free: States, x, target, draws: dict | None = None) -> States:
+        r""":math:`\delta_j` of every population from the forward pass ``free`` (module docstring):
+        one top-down sweep — a route from above carries the source's :math:`\delta`, already swept;
+        a route from below its direct error :math:`\hat\delta` (:meth:`direct_errors`)."""
         net = self.net
         rates = rhs.rates(net, free, x)
         e = cost_gradient(net, free[OUTPUT], target)
         signals = self.output_signals(params, free, rates, e, target, draws)
-        routes = {h: self._routes(h) for h in net.hidden}
-        if iterations is None:
-            cyclic = any(p.tag == "below" for rs in routes.values() for p in rs) and any(
-                p.src in net.hidden and p.tag is None for rs in routes.values() for p in rs)
-            iterations = 200 if cyclic else len(net.hidden)
+        direct = self.direct_errors(params, free, signals)
         deltas = {OUTPUT: e}
-        deltas.update({h: free[h] * 0.0 for h in net.hidden})
-        for _ in range(iterations):
-            new = {OUTPUT: e}
-            for h in net.hidden:
-                f = 0.0
-                for p in routes[h]:
-                    u = signals[h] if p.src == OUTPUT else deltas[p.src]
-                    f = f + u @ params.weight(p).T
-                new[h] = rho_prime(free[h], net.rho) * (self.route_weight(h) * f)
-            deltas = new
+        for h in reversed(net.hidden):
+            f = 0.0
+            for p in self._routes(h):
+                u = signals[h] if p.src == OUTPUT else direct[p.src] if p.tag == "below" else deltas[p.src]
+                f = f + u @ params.weight(p).T
+            deltas[h] = rho_prime(free[h], net.rho) * (self.route_weight(h) * f)
         return deltas
 
     def probe_estimate(self, system: ClampedSystem, params: Params, x, target, free: States, beta,

@@ -101,6 +101,42 @@ def test_auxiliary_errors_read_each_layer_through_its_own_direct_matrix():
     np.testing.assert_allclose(deltas["h1"], d1, atol=1e-12)
 
 
+def test_s3_is_one_top_down_sweep_with_the_direct_errors_from_below():
+    """Hand-written s3 on three hidden layers: h3 hears its direct route and h2's direct error,
+    h2 the swept h3, its direct route and h1's direct error, h1 the swept h2 and its direct route."""
+    cfg, net, params, x, d = setup("fa_strategy", {"strategy": "s3"}, layers=(64, 9, 8, 7, 10))
+    rule = make_rule(cfg, net)
+    free = make_engine("numba", net, 0.2, "float64").clamp(rule.inference_params(params), x).relax(
+        rhs.zero_states(net, 8, np.float64), 600).states
+    deltas = rule.discrete_deltas(params, free, x, d)
+    W = params.weights
+    e = free["o"] - d
+    rp = {h: rho_prime(free[h], "tanh") for h in ("h1", "h2", "h3")}
+    direct = {h: rp[h] * (e @ W[f"o_to_{h}"].T) for h in ("h1", "h2")}
+    d3 = rp["h3"] * 0.5 * (e @ W["o_to_h3"].T + direct["h2"] @ W["h2_to_h3_below"].T)
+    d2 = rp["h2"] * (e @ W["o_to_h2"].T + d3 @ W["h3_to_h2"].T + direct["h1"] @ W["h1_to_h2_below"].T) / 3
+    d1 = rp["h1"] * 0.5 * (e @ W["o_to_h1"].T + d2 @ W["h2_to_h1"].T)
+    for h, want in (("h3", d3), ("h2", d2), ("h1", d1)):
+        np.testing.assert_allclose(deltas[h], want, atol=1e-12)
+
+
+def test_s3_settles_under_seed_002s_feedback_scale():
+    """B ~ U(-1/2, 1/2) (seed 002): a live route from below would close the loop h1 ⇄ h2 with a
+    gain far above 1. The nudged phase still settles, onto the discrete sweep."""
+    cfg, net, params, x, d = setup("fa_strategy", {"strategy": "s3"}, layers=(64, 60, 60, 10))
+    rng = np.random.default_rng(7)
+    for p in net.projections:
+        if p.kind == "fixed":
+            params.weights[p.name] = rng.uniform(-0.5, 0.5, params.weights[p.name].shape)
+    r, result = continuous_update(cfg, net, params, x, d)
+    free = result.free.states
+    discrete = delta_rule(net, rhs.rates(net, free, x), r.discrete_deltas(params, free, x, d))
+    for p in net.learned:
+        k = f"W_{p.name}"
+        assert np.isfinite(result.grads[k]).all(), k
+        assert cosine(result.grads[k], discrete[k]) > 0.999999, k
+
+
 @pytest.mark.parametrize("cost", ["rate_mse"])
 def test_the_output_error_is_the_cost_gradient_of_the_output_state(cost):
     cfg, net, params, x, d = setup("dfa", {}, rho_name="sigmoid", cost=cost, layers=(64, 9, 10))
@@ -131,6 +167,9 @@ def test_settings_a_feedback_rule_cannot_run_are_refused_in_one_line():
     with pytest.raises(ParameterError, match="averages the routes below, direct"):
         load_params({"network": {"layers": [64, 12, 12, 10], "topology": "direct_feedback"},
                      "learning": {"rule": "fa_strategy", "fa_strategy": {"strategy": "s2"}}})
+    with pytest.raises(ParameterError, match="h1 has no route from the output"):
+        load_params({"network": {"layers": [64, 12, 12, 10], "topology": "mixed_feedback",
+                                 "feedback": {"routes": ["below", "above"]}}, "learning": {"rule": "fa"}})
     with pytest.raises(ParameterError, match="strategy = 's4'"):
         load_params({**base, "learning": {"rule": "fa_strategy", "fa_strategy": {"strategy": "s4"}}})
     cfg = load_params({**base, "learning": {"rule": "fa_strategy", "fa_strategy": {"strategy": "s3"}}})
