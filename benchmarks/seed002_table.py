@@ -89,18 +89,24 @@ def figure(runs: dict[str, list[dict]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, records) in enumerate(runs.items()):
+    for label, records in runs.items():
+        auxiliary = label.endswith("_aux")
+        ax = axes[int(auxiliary)]
+        # a strategy keeps its colour in both panels
+        colour = colours[list(RULES).index(label.removesuffix("_aux")) % len(colours)]
         for j, r in enumerate(sorted(records, key=lambda r: r["seed"])):
-            ax.plot(np.arange(1, len(r["test"]) + 1), r["test"], color=colours[i % len(colours)],
-                    ls="-" if j == 0 else "--", lw=1.2, label=RULES[label][0].replace("`", "") if j == 0 else None)
-    ax.set_ylim(1.4, 3.5)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("MNIST test error (%)")
-    ax.set_title("seed 002's protocol, 784-800-800-10 (solid: seed 1, dashed: further seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+            ax.plot(np.arange(1, len(r["test"]) + 1), r["test"], color=colour, ls="-" if j == 0 else "--", lw=1.1,
+                    label=RULES[label][0].replace("`", "") if j == 0 else None)
+    for ax, title in zip(axes, ("error sent to every layer", "auxiliary errors (each layer its own)")):
+        ax.set_ylim(1.4, 3.0)
+        ax.set_xlabel("epoch")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("MNIST test error (%)")
+    fig.suptitle("seed 002's protocol, 784-800-800-10, B ~ U(−½, ½) (solid: seed 1, dashed: seed 2 and on)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
