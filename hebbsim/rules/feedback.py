@@ -138,14 +138,13 @@ class FeedbackRule(ContrastiveRule):
         return p.kind == "fixed" and p.src != OUTPUT and p.tag != "below"
 
     def direct_errors(self, params: Params, free: States, signals: States) -> States:
-        r""":math:`\hat\delta_j = \rho'(a_j) \odot \sum_{p \text{ from } o} B_p u_j`: what each hidden
-        layer's direct routes alone tell it, the signal its route to the layer above carries."""
-        out = {}
-        for h in self.net.hidden:
-            direct = [p for p in self._routes(h) if p.src == OUTPUT]
-            if direct:
-                out[h] = rho_prime(free[h], self.net.rho) * sum(signals[h] @ params.weight(p).T for p in direct)
-        return out
+        r""":math:`\hat\delta_j = \rho'(a_j) \odot \sum_{p \text{ from } o} B_p u_j`: what a hidden
+        layer's direct routes alone tell it, the signal its route to the layer above carries (only
+        for the layers that have such a route)."""
+        sources = {p.src for p in self.net.projections if p.kind == "fixed" and p.tag == "below"}
+        return {h: rho_prime(free[h], self.net.rho) * sum(signals[h] @ params.weight(p).T
+                                                          for p in self._routes(h) if p.src == OUTPUT)
+                for h in sources}
 
     def route_weight(self, dst: str) -> float:
         """:math:`w_j = 1/m_j`: the error signal of a layer is the average of its routes."""
