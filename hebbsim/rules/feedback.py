@@ -146,6 +146,11 @@ class FeedbackRule(ContrastiveRule):
                                                           for p in self._routes(h) if p.src == OUTPUT)
                 for h in sources}
 
+    @staticmethod
+    def _held_signal(p, signals: States, direct: States):
+        r"""What a held route ``p`` carries: :math:`u_j` from the output, :math:`\hat\delta` from below."""
+        return signals[p.dst] if p.src == OUTPUT else direct[p.src]
+
     def route_weight(self, dst: str) -> float:
         """:math:`w_j = 1/m_j`: the error signal of a layer is the average of its routes."""
         routes = self._routes(dst)
@@ -191,7 +196,7 @@ class FeedbackRule(ContrastiveRule):
             held = [p for p in self._routes(j) if not self._live(p)]
             if held:
                 held_error[j] = self.route_weight(j) * sum(
-                    (signals[j] if p.src == OUTPUT else direct[p.src]) @ params.weight(p).T for p in held)
+                    self._held_signal(p, signals, direct) @ params.weight(p).T for p in held)
 
         def phase(b) -> NudgedPhase:
             extra = {j: drive[j] - b * held_error[j] if j in held_error else drive[j] for j in drive}
@@ -222,7 +227,7 @@ class FeedbackRule(ContrastiveRule):
         for h in reversed(net.hidden):
             f = 0.0
             for p in self._routes(h):
-                u = signals[h] if p.src == OUTPUT else direct[p.src] if p.tag == "below" else deltas[p.src]
+                u = deltas[p.src] if self._live(p) else self._held_signal(p, signals, direct)
                 f = f + u @ params.weight(p).T
             deltas[h] = rho_prime(free[h], net.rho) * (self.route_weight(h) * f)
         return deltas
