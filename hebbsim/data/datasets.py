@@ -39,8 +39,10 @@ from hebbsim.errors import DataError
 __all__ = [
     "DATASETS",
     "DATA_ENV",
+    "IMAGE_SHAPES",
     "MNIST_FILES",
     "MNIST_MIRRORS",
+    "N_CLASSES",
     "Dataset",
     "cache_dir",
     "data_root",
@@ -53,6 +55,11 @@ log = logging.getLogger(__name__)
 
 DATASETS: tuple[str, ...] = ("digits", "mnist")
 """Names accepted by :func:`load_dataset`."""
+
+IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8), "mnist": (28, 28)}
+"""(height, width) of each data set's images; its inputs are the images flattened row by row."""
+
+N_CLASSES: dict[str, int] = {"digits": 10, "mnist": 10}
 
 DATA_ENV = "HEBBSIM_DATA"
 """Environment variable naming the data root (the folder that holds ``mnist/``)."""
@@ -172,7 +179,7 @@ def load_mnist(root: str | os.PathLike | None = None, *, download: bool = True) 
     for split, x, y in (("train", x_train, y_train), ("t10k", x_test, y_test)):
         if x.shape[0] != y.shape[0]:  # pragma: no cover - impossible with verified checksums
             raise DataError(f"MNIST {split} images ({x.shape[0]}) and labels ({y.shape[0]}) differ in count")
-    return Dataset("mnist", x_train, y_train, x_test, y_test, n_classes=10)
+    return Dataset("mnist", x_train, y_train, x_test, y_test, n_classes=N_CLASSES["mnist"])
 
 
 # --------------------------------------------------------------------------- digits
@@ -190,7 +197,7 @@ def _digits() -> Dataset:
     arrays = [np.ascontiguousarray(a) for a in (x_train, y_train, x_test, y_test)]
     for a in arrays:
         a.setflags(write=False)
-    return Dataset("digits", *arrays, n_classes=10)
+    return Dataset("digits", *arrays, n_classes=N_CLASSES["digits"])
 
 
 # --------------------------------------------------------------------------- MNIST: locate / download

@@ -18,6 +18,7 @@ from pydantic import (BaseModel, Field, ValidationError, create_model, field_val
                       model_validator)
 
 from ..dynamics.loss import COST_CODES, COSTS
+from .datasets import IMAGE_SHAPES, N_CLASSES
 from ..rules import RULES, rule_class
 from .section import Section as _Section
 from ..dynamics.network import (FEEDBACK_ROUTES, INIT_DISTRIBUTIONS, NEURON_MODELS, PROJECTION_KINDS, TOPOLOGIES, Network,
@@ -205,7 +206,8 @@ def default_rule(topology: str) -> str:
     return "ep_chl_classic" if topology == "symmetric" else "ep_chl"
 
 
-DATASET_SHAPES = {"digits": (64, 10), "mnist": (784, 10)}
+DATASET_SHAPES = {name: (h * w, N_CLASSES[name]) for name, (h, w) in IMAGE_SHAPES.items()}
+"""(inputs, classes) of each data set: the sizes of the network's first and last layers."""
 
 
 class DataConfig(_Section):
@@ -221,6 +223,17 @@ class DataConfig(_Section):
                     "samples): for choosing settings without looking at the test set")
     standardize: bool = Field(False, description="shift and scale every input feature to mean 0, standard deviation 1 "
                                                  "over the training samples (seed 001's protocol)")
+    augment_shift: int = Field(
+        0, ge=0, le=4,
+        description="move every training image by a random whole number of pixels, at most this many, along each "
+                    "axis, drawn afresh every epoch (hebbsim.data.augment); test and validation images stay; 0: off")
+
+    @model_validator(mode="after")
+    def _augment_needs_images(self):
+        if self.augment_shift and self.standardize:
+            raise ValueError(f"data.augment_shift = {self.augment_shift} with data.standardize = true: pixels shifted "
+                             "in are blank (0), which is not blank after standardizing; set one of them off")
+        return self
 
 
 PHASE_NAMES = ("free", "nudged", "nudged_minus")

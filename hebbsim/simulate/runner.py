@@ -29,8 +29,9 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..analysis.alignment import feedback_agreement, feedback_alignment, feedback_paths, loop_alignment, loop_paths
+from ..data.augment import augment_rng, shift_images
 from ..data.checkpoint import checkpoint_digest, checkpoint_path, save_checkpoint
-from ..data.datasets import Dataset, load_dataset
+from ..data.datasets import IMAGE_SHAPES, Dataset, load_dataset
 from ..data.params import RunParams, load_params
 from ..data.runlock import RunLock
 from ..data.store import EpochRecord, RunStore, StoreError, open_run
@@ -65,6 +66,14 @@ def _subset(data: Dataset, cfg: RunParams) -> Dataset:
         data = Dataset(data.name, data.x_train[:n_tr], data.y_train[:n_tr], data.x_test[:n_te], data.y_test[:n_te],
                        data.n_classes)
     return data.standardized() if cfg.data.standardize else data
+
+
+def _augmented(cfg: RunParams, x_train: np.ndarray, epoch: int) -> np.ndarray:
+    """Epoch ``epoch``'s training inputs: ``x_train`` itself, or its images moved by ``data.augment_shift``."""
+    k = cfg.data.augment_shift
+    if not k:
+        return x_train
+    return shift_images(x_train, IMAGE_SHAPES[cfg.data.dataset], k, augment_rng(cfg.learning.seed, epoch))
 
 
 def _grad_alignment(cfg: RunParams, rule, engine, params, probes) -> dict[str, float]:
@@ -210,7 +219,8 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
     epochs = tqdm(range(start + 1, cfg.learning.epochs + 1), desc="epochs", disable=not progress, unit="epoch")
     for epoch in epochs:
         t0 = time.perf_counter()
-        stats = trainer.train_epoch(x_train, data.y_train, progress=progress, desc=f"epoch {epoch}", epoch=epoch)
+        stats = trainer.train_epoch(_augmented(cfg, x_train, epoch), data.y_train, progress=progress,
+                                    desc=f"epoch {epoch}", epoch=epoch)
         elapsed = time.perf_counter() - t0
         test_error, test_loss = trainer.evaluate(x_test, data.y_test)
         exit_error = trainer.exit_errors(x_test, data.y_test)  # sigprop's early exits (else empty)

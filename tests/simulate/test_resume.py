@@ -9,10 +9,11 @@ from hebbsim.data.checkpoint import checkpoint_path
 from hebbsim.simulate.cli import main
 from hebbsim.simulate.resume import ResumeError
 
-HARD = dict(dynamics__persistent_states=True, dynamics__random_sign_beta=True, dynamics__symmetric_nudging=True,
+HARD = dict(data__augment_shift=1, dynamics__persistent_states=True, dynamics__random_sign_beta=True, dynamics__symmetric_nudging=True,
             learning__optimizer="adam", learning__lr=[0.01, 0.005, 0.005], learning__epochs=4,
             record__weights_every=2)
-"""Everything a checkpoint must restore: RNG (order, β sign), Adam moments, persistent states."""
+"""Everything a resumed run must restore: RNG (order, β sign), Adam moments, persistent states,
+and the epoch's image translations."""
 
 
 def test_resume_is_bit_identical_and_holds_every_epoch_once(tiny_run, tmp_path, assert_same_run):
