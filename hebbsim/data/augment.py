@@ -19,7 +19,6 @@ __all__ = ["AUGMENT_STREAM", "augment_rng", "shift_images"]
 AUGMENT_STREAM = 0x6175676D  # "augm": the spawn key that separates these draws from the run's
 
 
-
 def augment_rng(seed: int, epoch: int) -> np.random.Generator:
     """The generator of epoch ``epoch``'s translations in a run of seed ``seed``."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(AUGMENT_STREAM, int(epoch)))))
