@@ -76,9 +76,13 @@ def test_the_library_logs_and_prints_nothing(tiny_run, caplog, capsys):
 def test_ctrl_c_and_sigterm_end_with_one_line_and_resume_continues(sig, status, word, tiny_run, tmp_path):
     p = tiny_run(learning__epochs=400)
     path = Path(p["record"]["path"])
+    # a shell that starts the tests in the background (`nohup … &`) hands SIGINT down ignored,
+    # and a process that starts with SIGINT ignored rightly keeps ignoring it: start this one as
+    # an interactive shell would
     proc = subprocess.Popen([sys.executable, "-m", "hebbsim.simulate.cli", "run", str(_toml(p, tmp_path))],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+                            env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     t0 = time.monotonic()
     while not any(" epoch   2/" in line for line in seen):
