@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.checkpoint import CheckpointError, load_checkpoint_with_manifest
-from ..data.params import RunParams
+from ..data.params import RunParams, load_params
 from ..data.store import METRICS, RunStore, StoreError
 from ..errors import HebbsimError
 
@@ -47,8 +47,17 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def parameter_differences(old_toml: str, new_toml: str) -> dict[str, tuple]:
-    """Dotted keys whose values differ between two parameter files: key → (old, new)."""
-    old, new = _flatten(tomllib.loads(old_toml)), _flatten(tomllib.loads(new_toml))
+    """Dotted keys whose values differ between two parameter files: key → (old, new).
+
+    ``old_toml`` (a checkpoint's, perhaps written by an older hebbsim) is read as this version
+    reads it first, so that a key added since is at its default — the behaviour the old version
+    had — and not a difference; if it no longer validates, it is compared as written."""
+    old_parsed = tomllib.loads(old_toml)
+    try:
+        old_parsed = tomllib.loads(load_params(old_parsed).to_toml())
+    except HebbsimError:
+        pass  # e.g. a key removed since: the comparison names it
+    old, new = _flatten(old_parsed), _flatten(tomllib.loads(new_toml))
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
 
 

@@ -59,3 +59,20 @@ def test_cli_resume_and_fresh_start_without_checkpoint(tiny_run, tmp_path, capsy
     assert list(hebbsim.open_run(p["record"]["path"]).epoch.values) == [1, 2]
     assert main(["run", str(f), "--resume", "--set", "network.rho=\"sigmoid\"", "--no-progress"]) == 2
     assert "network.rho: checkpoint 'hard_sigmoid', now 'sigmoid'" in capsys.readouterr().err
+
+
+def test_a_key_added_since_the_checkpoint_is_at_its_default_not_a_difference(tiny_run):
+    """A run started by an older hebbsim resumes: its parameters lack keys added since (here
+    data.augment_shift), whose defaults keep the old behaviour."""
+    from hebbsim.data.params import load_params
+    from hebbsim.simulate.resume import parameter_differences
+
+    now = load_params(tiny_run()).to_toml()
+    assert "augment_shift = 0" in now
+    older = now.replace("augment_shift = 0\n", "")
+    assert parameter_differences(older, now) == {}
+    assert parameter_differences(older, now.replace("augment_shift = 0", "augment_shift = 1")) == {
+        "data.augment_shift": (0, 1)}
+    # a key this version does not know is compared as written, and named
+    diff = parameter_differences(older.replace("[data]\n", "[data]\nretired_key = 3\n"), now)
+    assert diff["data.retired_key"] == (3, None)
