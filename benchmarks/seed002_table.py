@@ -5,18 +5,21 @@
 Prints two Markdown tables: per run (rule, seed, epochs, test error after the last epoch, the
 best epoch — picked on the test set, so not a result —, train error, test error at epochs
 10 / 25 / 50 / 75, median seconds per epoch), and per rule over the seeds (mean ± sample
-standard deviation of the last epoch's test error), beside seed 002's figures. With
+standard deviation of the last epoch's test error of the runs that hold all their epochs),
+beside seed 002's figures. With
 ``--figure`` it draws every run's test-error curve.
 """
 
 from __future__ import annotations
 
 import argparse
+import tomllib
 from pathlib import Path
 
 import numpy as np
 
 import hebbsim
+from hebbsim.data.params import load_params
 
 # label written by benchmarks/seed002_mnist.sh → (row name, seed 002's test error in percent)
 RULES = {
@@ -50,6 +53,7 @@ def curves(folders: list[str]) -> dict[str, list[dict]]:
                     continue
                 out.setdefault(label, []).append({
                     "seed": int(ds.attrs["seed"]), "test": test[done],
+                    "complete": bool(done.sum() == load_params(tomllib.loads(ds.attrs["parameters"])).learning.epochs),
                     "train": ds["train_error"].values[done] * 100.0, "seconds": ds["epoch_time"].values[done]})
     return out
 
@@ -73,7 +77,10 @@ def per_rule_table(runs: dict[str, list[dict]]) -> str:
     lines = ["| rule | seeds (epochs) | test error, last epoch: mean ± sd | each seed | seed 002 |",
              "| --- | --- | --- | --- | --- |"]
     for label, records in runs.items():
-        records = sorted(records, key=lambda r: r["seed"])
+        # a run still going (or stopped) is in the per-run table, not in the mean
+        records = sorted((r for r in records if r["complete"]), key=lambda r: r["seed"])
+        if not records:
+            continue
         final = np.array([r["test"][-1] for r in records])
         spread = f" ± {final.std(ddof=1):.2f}" if len(final) > 1 else ""
         epochs = ", ".join(str(len(r["test"])) for r in records)
