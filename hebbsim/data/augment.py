@@ -4,7 +4,8 @@ Each epoch, every training image is moved by ``(dy, dx)`` pixels, each drawn uni
 ``{-max_shift, …, max_shift}``; pixels shifted in from outside the frame are 0 (the
 background of MNIST and digits as loaded). The test (or validation) images are never moved.
 
-The draws of epoch ``e`` come from their own stream, ``SeedSequence(seed, spawn_key=(AUGMENT_STREAM, e))``:
+The draws of epoch ``e`` come from their own stream of the seed, key ``(AUGMENT_STREAM, e)``
+(:func:`hebbsim.dynamics.streams.seed_stream`):
 a run resumed at epoch ``e`` sees the same images as an uninterrupted one without any state in
 the checkpoint, and switching augmentation on changes nothing else in the run (the batch order
 and the initial weights come from the run's own generator).
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dynamics.streams import seed_stream
+
 __all__ = ["AUGMENT_STREAM", "augment_rng", "shift_images"]
 
 AUGMENT_STREAM = 0x6175676D  # "augm": the spawn key that separates these draws from the run's
@@ -21,7 +24,7 @@ AUGMENT_STREAM = 0x6175676D  # "augm": the spawn key that separates these draws 
 
 def augment_rng(seed: int, epoch: int) -> np.random.Generator:
     """The generator of epoch ``epoch``'s translations in a run of seed ``seed``."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(AUGMENT_STREAM, int(epoch)))))
+    return seed_stream(seed, AUGMENT_STREAM, epoch)
 
 
 def shift_images(x: np.ndarray, image_shape: tuple[int, int], max_shift: int,

@@ -53,13 +53,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DATASETS: tuple[str, ...] = ("digits", "mnist")
-"""Names accepted by :func:`load_dataset`."""
-
 IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8), "mnist": (28, 28)}
 """(height, width) of each data set's images; its inputs are the images flattened row by row."""
 
 N_CLASSES: dict[str, int] = {"digits": 10, "mnist": 10}
+"""Number of classes (labels 0 … n − 1) of each data set."""
+
+DATASETS: tuple[str, ...] = tuple(IMAGE_SHAPES)
+"""Names accepted by :func:`load_dataset`."""
 
 DATA_ENV = "HEBBSIM_DATA"
 """Environment variable naming the data root (the folder that holds ``mnist/``)."""

@@ -61,6 +61,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .nonlinearities import xp_of
+from .streams import seed_stream
 
 KINDS = ("none", "white", "ou")
 NOISE_CODES = {"none": 0, "white": 1, "ou": 2}  # the numba kernel's specialisation
@@ -120,7 +121,7 @@ class PhaseNoise(NamedTuple):
 def noise_generator(seed: int) -> np.random.Generator:
     """The noise stream of ``dynamics.noise.seed``: its own PCG64 stream (spawn key
     :data:`NOISE_STREAM`), independent of ``np.random.default_rng(seed)`` even for the same seed."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(NOISE_STREAM,))))
+    return seed_stream(seed, NOISE_STREAM)
 
 
 def draw_phase(rng: np.random.Generator, model: NoiseModel, sizes: dict[str, int], n_steps: int, batch: int,
