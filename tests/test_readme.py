@@ -58,7 +58,7 @@ def test_every_hebbsim_line_parses_and_its_parameters_load():
         if cfg.data.dataset == "mnist":  # README says where MNIST comes from on each such line
             assert env.get("HEBBSIM_DATA") == "../shared/data", command
         runs += 1
-    assert runs == 7
+    assert runs == 8
 
 
 @pytest.mark.slow
