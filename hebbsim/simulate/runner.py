@@ -50,11 +50,6 @@ from ..rules.contrastive import ContrastiveRule
 from .trainer import make_trainer
 
 logger = logging.getLogger(__name__)
-# On MNIST (784-500-10 symmetric, validation split) these warm starts cost ~0.6 points of error
-# against free phases from zero (docs/benchmarks.md, "EP-family rules below 2 %").
-STALE_WARM_START = ("dynamics.persistent_states = true with data.augment_shift > 0: each free phase starts from "
-                    "the state of last epoch's differently moved image; free phases from zero "
-                    "(persistent_states = false, more free_steps) learned better on MNIST")
 
 
 def _subset(data: Dataset, cfg: RunParams) -> Dataset:
@@ -217,8 +212,6 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
         say(f"run file {store.path}: epochs {start + 1} to {cfg.learning.epochs} ({cfg.learning.rule}, "
             f"{engine.name} engine, {dtype.name})")
         logger.debug(f"BLAS threads: {pools.describe()}")  # also the run file's blas_threads attribute
-        if cfg.dynamics.persistent_states and cfg.data.augment_shift:
-            say(STALE_WARM_START, logging.WARNING)
 
     health = TrainingHealth(net, model)
     health.warnings = [w for w in str(store.attrs().get("warnings", "")).split("\n") if w] if start else []

@@ -71,21 +71,6 @@ def test_augmented_run_trains_on_moved_images(tiny_run):
     assert np.isfinite(moved["test_error"].values).all()
 
 
-def test_persistent_states_with_moved_images_are_warned_about(tiny_run, caplog):
-    """Warm starts from last epoch's differently moved image: allowed, but said once, up front."""
-    from hebbsim.simulate.runner import STALE_WARM_START
-
-    def warnings(persistent: bool):
-        caplog.clear()
-        with caplog.at_level("WARNING", logger="hebbsim"):
-            hebbsim.run(tiny_run(f"persistent_{persistent}", learning__epochs=1, data__augment_shift=1,
-                                 dynamics__persistent_states=persistent), progress=False, log=None)
-        return [r.getMessage() for r in caplog.records if r.getMessage() == STALE_WARM_START]
-
-    assert len(warnings(True)) == 1
-    assert warnings(False) == []
-
-
 @pytest.mark.parametrize("change, words", [
     ({"augment_shift": 5}, "data.augment_shift"),
     ({"augment_shift": -1}, "data.augment_shift"),
