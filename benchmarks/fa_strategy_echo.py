@@ -22,8 +22,9 @@ from __future__ import annotations
 import argparse
 import tomllib
 
-import h5py
 import numpy as np
+
+import hebbsim
 
 from hebbsim.analysis.alignment import cosine
 from hebbsim.data.datasets import load_dataset
@@ -39,10 +40,9 @@ from fa_continuous_limits import last_params
 
 
 def echo_table(run_file: str, samples: int = 1000) -> dict:
-    with h5py.File(run_file, "r") as f:
-        written = f.attrs["parameters"]
-    cfg = load_params(tomllib.loads(written if isinstance(written, str) else written.decode()),
-                      ["dynamics.dtype='float64'"])
+    with hebbsim.open_run(run_file) as run:
+        written = run.attrs["parameters"]
+    cfg = load_params(tomllib.loads(written), ["dynamics.dtype='float64'"])
     net = cfg.build_network()
     rule = make_rule(cfg, net)
     params = last_params(run_file, net, from_checkpoint=True)
