@@ -25,7 +25,6 @@ import tomllib
 import numpy as np
 
 import hebbsim
-
 from hebbsim.analysis.alignment import cosine
 from hebbsim.data.datasets import load_dataset
 from hebbsim.data.params import load_params
