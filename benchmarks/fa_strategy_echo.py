@@ -20,12 +20,12 @@ auxiliary loss), and the mean size of the output error :math:`e` and of h1's :ma
 from __future__ import annotations
 
 import argparse
-import tomllib
 
 import numpy as np
 
 import hebbsim
 from hebbsim.analysis.alignment import cosine
+from hebbsim.analysis.rundata import parameters
 from hebbsim.data.datasets import load_dataset
 from hebbsim.data.params import load_params
 from hebbsim.dynamics import rhs
@@ -40,8 +40,7 @@ from fa_continuous_limits import last_params
 
 def echo_table(run_file: str, samples: int = 1000) -> dict:
     with hebbsim.open_run(run_file) as run:
-        written = run.attrs["parameters"]
-    cfg = load_params(tomllib.loads(written), ["dynamics.dtype='float64'"])
+        cfg = load_params(parameters(run), ["dynamics.dtype='float64'"])
     net = cfg.build_network()
     rule = make_rule(cfg, net)
     params = last_params(run_file, net, from_checkpoint=True)

@@ -13,12 +13,12 @@ beside seed 002's figures. With
 from __future__ import annotations
 
 import argparse
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
 import hebbsim
+from hebbsim.analysis.rundata import parameters
 from hebbsim.data.params import load_params
 
 # label written by benchmarks/seed002_mnist.sh → (row name, seed 002's test error in percent)
@@ -53,7 +53,7 @@ def curves(folders: list[str]) -> dict[str, list[dict]]:
                     continue
                 out.setdefault(label, []).append({
                     "seed": int(ds.attrs["seed"]), "test": test[done],
-                    "complete": bool(done.sum() == load_params(tomllib.loads(ds.attrs["parameters"])).learning.epochs),
+                    "complete": bool(done.sum() == load_params(parameters(ds)).learning.epochs),
                     "train": ds["train_error"].values[done] * 100.0, "seconds": ds["epoch_time"].values[done]})
     return out
 
