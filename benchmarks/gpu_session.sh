@@ -86,7 +86,7 @@ if [ "$T" -gt 60 ]; then
         # learning.epochs is a ceiling here: `timeout` ends the run (constant rates: the
         # schedule does not depend on it)
         (timeout -s TERM "$T" $PY -m hebbsim.simulate.cli run "$G/examples/mnist_loop2x1500.toml" --no-progress \
-            --set learning.epochs=200 --set learning.seed="$s" --set record.path="\"$RUNS/loop2x1500_s$s.h5\"" \
+            --set 'dynamics.engine="jax"' --set learning.epochs=200 --set learning.seed="$s" --set record.path="\"$RUNS/loop2x1500_s$s.h5\"" \
             "${EXTRA[@]}" 2>&1 | sed -u "s/^/[seed $s] /") &
         PIDS+=($!)
     done
