@@ -117,6 +117,7 @@ class EpochRecord:
     biases: dict[str, np.ndarray] | None = None  # with the snapshot: population → (unit,)
     exit_error: dict[str, float] = field(default_factory=dict)  # early exit → test error (sigprop)
     spikes: dict[str, np.ndarray] = field(default_factory=dict)  # pop → (time_step, probe, unit) 0/1 (sigprop)
+    phase_steps: dict[str, float] = field(default_factory=dict)  # phase → mean over batches of the steps it took
 
 
 def _filters(compression: str, level: int) -> dict:
@@ -220,6 +221,10 @@ class RunStore:
                               fillvalue=np.nan)
         _attrs(v, "1", "residual max|ds/dt|", "mean over the epoch's batches of max|ds/dt| at the end of each phase "
                                                "(time in units of the leak time constant)")
+        v = f.create_variable("phase_steps", ("epoch", "phase"), "f8", chunks=(256, len(lay.phases)),
+                              fillvalue=np.nan)
+        _attrs(v, "1", "steps per phase", "mean over the epoch's batches of the Euler (or adaptive solver) steps "
+                                          "each phase took: fewer than its step count where dynamics.tol ended it")
         v = f.create_variable("batch_loss", ("iteration",), "f8", chunks=(4096,), fillvalue=np.nan, **z)
         _attrs(v, "1", "batch loss", "mean cost C (learning.cost) of a training batch at its free fixed point",
                coordinates="batch_epoch")
@@ -363,6 +368,8 @@ class RunStore:
             for name in METRICS:
                 f[name][n] = rec.metrics[name]
             f["residual"][n] = [rec.residual.get(p, np.nan) for p in phases]
+            if "phase_steps" in f:  # run files written before it existed go on without it
+                f["phase_steps"][n] = [rec.phase_steps.get(p, np.nan) for p in phases]
             for var, dim in (("loop_alignment", "projection"), ("grad_alignment", "projection"),
                              ("feedback_alignment", "feedback"), ("feedback_error", "feedback"),
                              ("feedback_sign_congruence", "feedback")):

@@ -36,6 +36,7 @@ class EpochStats:
     error: float
     loss: float
     residual: dict[str, float] = field(default_factory=dict)  # mean final max|ds/dt| per phase
+    steps: dict[str, float] = field(default_factory=dict)  # mean Euler (or solver) steps per phase
     batch_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))  # mean loss of each batch, in order
 
 
@@ -46,8 +47,8 @@ def batch_update(rule: Rule, optimizer: Optimizer, engine: Engine, params: Param
     noise draws by phase name (:func:`hebbsim.simulate.phases.noise_phases`).
 
     Returns ``(params, state, opt_state, free_states, stats)`` with ``stats`` holding the free
-    phase's summed cost, its number of misclassified samples, each phase's residual and (when
-    traced) each phase's finiteness flags. ``mask`` marks real samples in a padded batch.
+    phase's summed cost, its number of misclassified samples, each phase's residual and steps
+    taken and (when traced) each phase's finiteness flags. ``mask`` marks real samples in a padded batch.
     """
     net = rule.net
     system = engine.clamp(rule.inference_params(params), x, noise=noise)
@@ -64,6 +65,7 @@ def batch_update(rule: Rule, optimizer: Optimizer, engine: Engine, params: Param
         "loss": (cost(net, s_o, d) * weight).sum(),
         "n_errors": ((prediction(net, s_o) != labels) * weight).sum(),
         "residual": {k: r.residual for k, r in result.phases.items() if k in rule.phases(rule.cfg)},
+        "steps": {k: r.steps for k, r in result.phases.items() if k in rule.phases(rule.cfg)},
         "finite": {k: r.finite for k, r in result.phases.items() if r.finite is not None},
         "buffers": result.buffers,
     }
@@ -207,7 +209,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     def train_step(self, x: np.ndarray, labels: np.ndarray, index: np.ndarray) -> dict:
         """One mini-batch. Returns the free phase's summed loss, its number of errors and each
-        phase's final residual (array scalars on the engine's device: reading them waits for
+        phase's final residual and steps taken (array scalars on the engine's device: reading them waits for
         the batch)."""
         d = one_hot(labels, self.net.sizes[OUTPUT], self.engine.dtype)
         init = self._initial_states(index)
@@ -302,7 +304,7 @@ class Trainer:
             self.set_epoch(epoch)
         bs = self.cfg.learning.batch_size
         order = self.rng.permutation(len(x))
-        n_wrong, loss_sum, res_sum, n_batches = 0, 0.0, {}, 0
+        n_wrong, loss_sum, res_sum, steps_sum, n_batches = 0, 0.0, {}, {}, 0
         bar = tqdm(range(0, len(x), bs), desc=desc, disable=not progress, leave=False, unit="batch")
         batch_losses = []  # kept as returned (maybe device scalars): converted once, at the end
         for start in bar:
@@ -313,6 +315,8 @@ class Trainer:
             loss_sum = loss_sum + out["loss"]
             for k, v in out["residual"].items():
                 res_sum[k] = res_sum.get(k, 0.0) + v
+            for k, v in out["steps"].items():
+                steps_sum[k] = steps_sum.get(k, 0) + v
             n_batches += 1
             if n_batches % 50 == 0:
                 bar.set_postfix(train_error=f"{float(n_wrong) / min(start + bs, len(x)):.3f}")
@@ -320,6 +324,7 @@ class Trainer:
         self._sync()
         return EpochStats(float(n_wrong) / len(x), float(loss_sum) / len(x),
                           {k: float(v) / n_batches for k, v in res_sum.items()},
+                          {k: float(v) / n_batches for k, v in steps_sum.items()},
                           np.array([float(np.sum(loss)) / n for loss, n in batch_losses], dtype=np.float64))
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -38,6 +38,21 @@ def test_run_file_holds_metrics_weights_and_provenance(tiny_run, tmp_path):
     assert lazy.train_error.chunks is not None
 
 
+def test_run_file_counts_the_steps_a_tolerance_saves(tiny_run):
+    """``phase_steps``: every phase's full step count without a tolerance; with one, the free phase
+    ends early (the tiny loop network settles in well under 200 steps) and the nudged phase,
+    which the tolerance does not end, keeps its count."""
+    fixed = hebbsim.run(tiny_run("fixed", dynamics__free_steps=200, learning__epochs=2), progress=False, log=None)
+    np.testing.assert_array_equal(fixed.phase_steps.sel(phase="free").values, [200, 200])
+    np.testing.assert_array_equal(fixed.phase_steps.sel(phase="nudged").values, [6, 6])
+    early = hebbsim.run(tiny_run("early", dynamics__free_steps=200, dynamics__tol=1e-3, learning__epochs=2),
+                        progress=False, log=None)
+    free = early.phase_steps.sel(phase="free").values
+    assert np.all((free > 10) & (free < 100)), free
+    np.testing.assert_array_equal(early.phase_steps.sel(phase="nudged").values, [6, 6])
+    assert early.phase_steps.attrs["long_name"] == "steps per phase"
+
+
 def test_same_seed_is_bit_reproducible(tiny_run):
     a = hebbsim.run(tiny_run("a", dynamics__persistent_states=True, dynamics__random_sign_beta=True,
                             dynamics__symmetric_nudging=True), progress=False, log=None)
