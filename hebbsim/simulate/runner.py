@@ -258,7 +258,8 @@ def _run_locked(cfg: RunParams, store: RunStore, resume: bool, progress: bool, l
                                              "metrics": metrics_digest(metrics)})
         logger.debug(f"epoch {epoch}: probes recorded and run file appended in {t2 - t1:.3f} s, "
                      f"checkpoint written in {time.perf_counter() - t2:.3f} s")
-        ended_early = f"; free phase {stats.steps['free']:.1f} steps" if cfg.dynamics.tol > 0 and "free" in stats.steps else ""
+        ended_early = (f"; free phase {stats.steps['free']:.1f} steps"
+                       if cfg.dynamics.tol > 0 and "free" in stats.steps else "")
         say(f"epoch {epoch:3d}/{cfg.learning.epochs}  train error {100 * stats.error:6.2f}%  loss {stats.loss:.4f}  "
             f"test error {100 * test_error:6.2f}%  ({elapsed:.1f} s; recording {time.perf_counter() - t1:.2f} s"
             f"{ended_early})")
