@@ -176,6 +176,8 @@ class LearningBase(_Section):
     optimizer: Literal[OPTIMIZERS] = "sgd"  # type: ignore[valid-type]
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="targets d = (1 - eps) one_hot + eps / n_classes, "
+                                   "for the nudge, the recorded losses and the exact gradient alike")
     lr_schedule: Literal[SCHEDULES] = Field(  # type: ignore[valid-type]
         "constant", description="factor on every rate per epoch (hebbsim.dynamics.optimizers.lr_scale)")
     lr_final_fraction: float = Field(0.0, ge=0, le=1, description="cosine: the factor the rates anneal towards")

@@ -100,8 +100,12 @@ def prediction(net: "Network", s_o):
     return out.argmax(axis=-1)
 
 
-def one_hot(labels: np.ndarray, n_classes: int, dtype=np.float32) -> np.ndarray:
-    """The targets :math:`d`: one row per label with a 1 at the label's class."""
-    out = np.zeros((len(labels), n_classes), dtype=dtype)
-    out[np.arange(len(labels)), labels] = 1
+def one_hot(labels: np.ndarray, n_classes: int, dtype=np.float32, smoothing: float = 0.0) -> np.ndarray:
+    r"""The targets :math:`d`: one row per label with a 1 at the label's class; with label
+    ``smoothing`` :math:`\varepsilon`, :math:`d = (1 - \varepsilon)\,e_y + \varepsilon / n`
+    (every row still sums to 1). With clipped rates and a squared-error cost a smoothed target
+    lies inside (0, 1), so an output that has learned its sample does not come to rest at zero
+    cost on the clip bounds (docs/guide.md, learning.label_smoothing)."""
+    out = np.full((len(labels), n_classes), smoothing / n_classes, dtype=dtype)
+    out[np.arange(len(labels)), labels] += 1 - smoothing
     return out

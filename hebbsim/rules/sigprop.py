@@ -137,6 +137,10 @@ class Sigprop(DiscreteRule):
         if len(net.dynamic_populations) < 2:
             raise ValueError("network.layers: learning.rule = 'sigprop' needs at least one hidden layer (the target "
                              "generator maps the classes to h1's shape)")
+        if cfg.learning.label_smoothing:
+            raise ValueError(f"learning.label_smoothing = {cfg.learning.label_smoothing}: learning.rule = 'sigprop' "
+                             "compares activities with its classes' own target embeddings, not with a target "
+                             "vector; set it to 0")
         if cfg.dynamics.persistent_states:
             raise ValueError("dynamics.persistent_states = true: learning.rule = 'sigprop' computes forward passes; set "
                              "dynamics.persistent_states = false")

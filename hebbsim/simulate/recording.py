@@ -59,6 +59,7 @@ class ProbeRecorder:
         self.steps = step_grid(rec.every_steps, {p: self.phase_steps[p] for p in self.phases}) \
             if self.phases else np.arange(0)
         self.beta = dyn.beta
+        self.label_smoothing = cfg.learning.label_smoothing
 
     def record(self, rule, engine: Engine, params: Params) -> dict[str, dict[str, np.ndarray]]:
         """States ``pop → phase → (steps of the phase, probe, unit)`` with the current parameters,
@@ -68,7 +69,7 @@ class ProbeRecorder:
         n = len(self.index)
         x = self.x.astype(engine.dtype)
         system = engine.clamp(rule.inference_params(params), x)
-        target = one_hot(self.labels, self.net.sizes[OUTPUT], engine.dtype)
+        target = one_hot(self.labels, self.net.sizes[OUTPUT], engine.dtype, self.label_smoothing)
         out: dict[str, dict[str, np.ndarray]] = {pop: {} for pop in self.populations}
         free = self._phase(system, rhs.zero_states(self.net, n, engine.dtype), "free", 0.0, None, out)
         nudged = rule.nudged_phases(system, params, x, target, free, self.beta) if self.phases != ("free",) else {}

@@ -83,7 +83,7 @@ def _grad_alignment(cfg: RunParams, rule, engine, params, probes) -> dict[str, f
     from ..analysis.gradients import gradient_alignment  # imports JAX: only when asked for
 
     dyn = cfg.dynamics
-    d = one_hot(probes.labels, rule.net.sizes[OUTPUT], engine.dtype)
+    d = one_hot(probes.labels, rule.net.sizes[OUTPUT], engine.dtype, cfg.learning.label_smoothing)
     return gradient_alignment(rule, engine, params, probes.x.astype(engine.dtype), d, dyn.beta,
                               10 * (dyn.eval_steps or dyn.free_steps), dyn.nudge_steps)
 

@@ -211,7 +211,7 @@ class Trainer:
         """One mini-batch. Returns the free phase's summed loss, its number of errors and each
         phase's final residual and steps taken (array scalars on the engine's device: reading them waits for
         the batch)."""
-        d = one_hot(labels, self.net.sizes[OUTPUT], self.engine.dtype)
+        d = one_hot(labels, self.net.sizes[OUTPUT], self.engine.dtype, self.cfg.learning.label_smoothing)
         init = self._initial_states(index)
         n, size = len(x), self.cfg.learning.batch_size
         draws = self.rule.draw(self.rng, size, self.engine.dtype)  # always the full batch: same draws
@@ -346,7 +346,8 @@ class Trainer:
                 free = free_phase(system, rhs.zero_states(self.net, len(xb), self.engine.dtype), steps, dyn.tol)
                 s_o = np.asarray(free.states[OUTPUT])[:n]
             n_wrong += int(np.sum(prediction(self.net, s_o) != yb))
-            loss += float(np.sum(cost(self.net, s_o, one_hot(yb, self.net.sizes[OUTPUT], s_o.dtype))))
+            d = one_hot(yb, self.net.sizes[OUTPUT], s_o.dtype, self.cfg.learning.label_smoothing)
+            loss += float(np.sum(cost(self.net, s_o, d)))
         return n_wrong / len(x), loss / len(x)
 
     # -- early exits (sigprop) -------------------------------------------------------------------

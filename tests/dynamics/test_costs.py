@@ -208,3 +208,45 @@ def test_rules_that_nudge_with_softmax_cross_entropy_are_refused_on_numba_before
         load_params(raw)
     assert "\n" not in str(err.value)
     assert load_params(raw, ["dynamics.engine=jax"]).learning.cost == "softmax_cross_entropy"
+
+
+def test_label_smoothing_targets_and_the_recorded_loss(tiny_run):
+    """``learning.label_smoothing = ε``: targets (1 − ε)·e_y + ε/n; the recorded test loss is the
+    cost against those targets at the free fixed point, recomputed here independently; and the
+    training differs from ε = 0 (the nudge pulls towards the smoothed target)."""
+    import hebbsim
+    from hebbsim.data.datasets import load_dataset
+    from hebbsim.data.params import load_params
+    from hebbsim.dynamics.loss import one_hot
+    from hebbsim.dynamics.params import Params
+    from hebbsim.simulate.engines.numba_engine import NumbaEngine
+    from hebbsim.simulate.phases import free_phase
+
+    d = one_hot(np.array([2, 0]), 4, np.float64, 0.2)
+    np.testing.assert_allclose(d, [[0.05, 0.05, 0.85, 0.05], [0.85, 0.05, 0.05, 0.05]])
+    np.testing.assert_array_equal(one_hot(np.array([1]), 3), [[0, 1, 0]])
+
+    p = tiny_run("smooth", learning__label_smoothing=0.1, learning__epochs=2, data__test_subset=60)
+    ds = hebbsim.run(p, progress=False, log=None)
+    plain = hebbsim.run(tiny_run("plain", learning__epochs=2, data__test_subset=60), progress=False, log=None)
+    assert not np.allclose(ds.weight_x_to_h1.values[-1], plain.weight_x_to_h1.values[-1])
+    cfg = load_params(p)
+    net = cfg.build_network()
+    params = Params({k[len("weight_"):]: ds[k].values[-1] for k in ds.data_vars if k.startswith("weight_")},
+                    {k[len("bias_"):]: ds[k].values[-1] for k in ds.data_vars if k.startswith("bias_")})
+    data = load_dataset("digits")
+    x, y = data.x_test[:60].astype(np.float32), data.y_test[:60]
+    free = free_phase(NumbaEngine(net, cfg.dynamics.dt).clamp(params, x), rhs.zero_states(net, 60, np.float32),
+                      cfg.dynamics.eval_steps or cfg.dynamics.free_steps)
+    expected = cost(net, free.states["o"].astype(np.float64), one_hot(y, 10, np.float64, 0.1)).mean()
+    assert float(ds.test_loss[-1]) == pytest.approx(expected, rel=1e-5)
+    unsmoothed = cost(net, free.states["o"].astype(np.float64), one_hot(y, 10, np.float64)).mean()
+    assert abs(expected - unsmoothed) > 1e-3 * expected
+
+
+def test_label_smoothing_is_refused_where_it_has_no_meaning():
+    from hebbsim.data.params import load_params
+
+    with pytest.raises(ValueError, match="learning.label_smoothing = 1.0"):
+        load_params({"learning": {"label_smoothing": 1.0}, "data": {"dataset": "digits"},
+                     "network": {"layers": [64, 16, 10]}})
