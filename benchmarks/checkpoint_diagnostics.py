@@ -24,21 +24,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
 
 from hebbsim.analysis.alignment import angle  # noqa: E402
 from hebbsim.analysis.gradients import implicit_gradient  # noqa: E402
-from hebbsim.analysis.rundata import parameters  # noqa: E402
 from hebbsim.data.datasets import load_dataset  # noqa: E402
-from hebbsim.data.params import load_params  # noqa: E402
 from hebbsim.dynamics import rhs  # noqa: E402
 from hebbsim.dynamics.loss import cost, one_hot, prediction  # noqa: E402
 from hebbsim.dynamics.network import OUTPUT  # noqa: E402
 from hebbsim.dynamics.nonlinearities import rho  # noqa: E402
-from hebbsim.simulate.engines.numba_engine import NumbaEngine  # noqa: E402
 from hebbsim.simulate.phases import free_phase, nudged_phase  # noqa: E402
-from hebbsim.simulate.trainer import make_trainer  # noqa: E402
-from settling import trained_params  # noqa: E402
+from settling import load_run  # noqa: E402
 
 NUDGE_MARKS = (5, 10, 20, 40, 80, 160)
 
@@ -51,18 +46,13 @@ def main():
                     help="of those, the first ones the exact gradient is taken on (its memory grows with units² × samples)")
     args = ap.parse_args()
 
-    with xr.open_dataset(args.run, engine="h5netcdf") as ds:
-        cfg = load_params(parameters(ds))
-    net = cfg.build_network()
-    engine = NumbaEngine(net, cfg.dynamics.dt, np.dtype(cfg.dynamics.dtype))
-    initial, _ = trained_params(args.run, net, cfg.learning.seed, initial=True)
-    params, epoch = trained_params(args.run, net, cfg.learning.seed, initial=False)
-    params = params.astype(engine.dtype)
-    rule = make_trainer(cfg, net, engine, params, 1, np.random.default_rng(0)).rule
+    initial = load_run(args.run, initial=True)[1].params
+    cfg, trainer, epoch = load_run(args.run)
+    net, engine, rule, params = trainer.net, trainer.engine, trainer.rule, trainer.params
     data = load_dataset(cfg.data.dataset)
     x = data.x_train[-args.samples:].astype(engine.dtype)
     labels = data.y_train[-args.samples:]
-    d = one_hot(labels, net.sizes[OUTPUT], engine.dtype)
+    d = one_hot(labels, net.sizes[OUTPUT], engine.dtype, cfg.learning.label_smoothing)
     system = engine.clamp(rule.inference_params(params), x)
     free = free_phase(system, rhs.zero_states(net, len(x), engine.dtype), 10 * cfg.dynamics.free_steps, 1e-6).states
     print(f"{args.run}: epoch {epoch}, {len(x)} training images, free phase relaxed to max|ds/dt| < 1e-6")
@@ -91,7 +81,8 @@ def main():
     with jax.enable_x64(True):
         exact = implicit_gradient(net, rule.inference_params(params).astype(np.float64), np.asarray(xs, np.float64),
                                   np.asarray(ds_, np.float64), {k: np.asarray(v, np.float64) for k, v in fs.items()})
-    print(f"the rule's update against -dL/dW on the first {m} of them (degrees):")
+    print(f"the rule's update against -dL/dW on the first {m} of them, {int(np.sum(c[:m] > 0))} with a cost "
+          "(degrees; nan where none has one, so neither moves):")
     for p in net.learned:
         print(f"  {p.name}: {angle(estimate[f'W_{p.name}'], np.asarray(exact[f'W_{p.name}'])):.1f}")
 

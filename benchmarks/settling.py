@@ -29,19 +29,29 @@ from hebbsim.data.params import load_params
 from hebbsim.dynamics import rhs
 from hebbsim.dynamics.loss import prediction
 from hebbsim.dynamics.network import OUTPUT
-from hebbsim.dynamics.params import Params, init_params
+from hebbsim.dynamics.params import init_params
 from hebbsim.simulate.engines.numba_engine import NumbaEngine
 from hebbsim.simulate.phases import free_phase
+from hebbsim.simulate.trainer import make_trainer
 
 
-def trained_params(run: str, net, seed: int, initial: bool) -> tuple[Params, int]:
-    """The checkpoint's weights and biases (and its epoch), or the run's initial ones (epoch 0)."""
-    if initial:
-        return init_params(net, seed), 0
-    arrays, meta = load_checkpoint(checkpoint_path(run))
-    weights = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("weight/")}
-    biases = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("bias/")}
-    return Params(weights, biases), int(meta["epoch"])
+def load_run(run: str, initial: bool = False):
+    """``(cfg, trainer, epoch)``: the run's parameters and a numba-engine trainer holding its
+    last completed epoch (its checkpoint, loaded as ``--resume`` loads it), or with
+    ``initial`` the run's initial weights (epoch 0)."""
+    with xr.open_dataset(run, engine="h5netcdf") as ds:
+        cfg = load_params(parameters(ds))
+    net = cfg.build_network()
+    dtype = np.dtype(cfg.dynamics.dtype)
+    rng = np.random.default_rng(cfg.learning.seed)  # drawn as the runner draws them
+    arrays, meta = ({}, {"epoch": 0}) if initial else load_checkpoint(checkpoint_path(run))
+    # per-sample buffers (persistent states, a rule's) are as long as the training set they saw
+    n_train = next((len(v) for k, v in arrays.items() if k.startswith(("buffer/", "persistent/"))), 1)
+    trainer = make_trainer(cfg, net, NumbaEngine(net, cfg.dynamics.dt, dtype), init_params(net, rng, dtype),
+                           n_train, rng)
+    if not initial:
+        trainer.load_state_dict(arrays, meta["trainer"])
+    return cfg, trainer, int(meta["epoch"])
 
 
 def main():
@@ -55,15 +65,12 @@ def main():
     ap.add_argument("--init", action="store_true", help="the run's initial weights instead of the checkpoint's")
     args = ap.parse_args()
 
-    with xr.open_dataset(args.run, engine="h5netcdf") as ds:
-        cfg = load_params(parameters(ds))
-    net = cfg.build_network()
-    params, epoch = trained_params(args.run, net, cfg.learning.seed, args.init)
+    cfg, trainer, epoch = load_run(args.run, args.init)
+    net, engine = trainer.net, trainer.engine
+    params = trainer.rule.inference_params(trainer.params)
     reference_steps = cfg.dynamics.eval_steps or cfg.dynamics.free_steps
     data = load_dataset(cfg.data.dataset)
-    x, y = data.x_train[-args.samples:], data.y_train[-args.samples:]
-    engine = NumbaEngine(net, cfg.dynamics.dt, np.dtype(cfg.dynamics.dtype))
-    params = params.astype(engine.dtype)
+    x, y = data.x_train[-args.samples:].astype(engine.dtype), data.y_train[-args.samples:]
 
     marks = list(range(args.every, args.steps + 1, args.every))
     residual = np.zeros(len(marks))
