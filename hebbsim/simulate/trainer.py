@@ -61,11 +61,13 @@ def batch_update(rule: Rule, optimizer: Optimizer, engine: Engine, params: Param
     flat, opt_state = optimizer.update(flat, opt_state, result.grads)
     s_o = result.free.states[OUTPUT]
     weight = 1.0 if mask is None else mask
+    own = rule.phases(rule.cfg)  # the rule's phases, not the helper relaxations it may add
+    ran = {k: r for k, r in result.phases.items() if k in own}
     stats = {
         "loss": (cost(net, s_o, d) * weight).sum(),
         "n_errors": ((prediction(net, s_o) != labels) * weight).sum(),
-        "residual": {k: r.residual for k, r in result.phases.items() if k in rule.phases(rule.cfg)},
-        "steps": {k: r.steps for k, r in result.phases.items() if k in rule.phases(rule.cfg)},
+        "residual": {k: r.residual for k, r in ran.items()},
+        "steps": {k: r.steps for k, r in ran.items()},
         "finite": {k: r.finite for k, r in result.phases.items() if r.finite is not None},
         "buffers": result.buffers,
     }
@@ -313,10 +315,9 @@ class Trainer:
             batch_losses.append((out["loss"], len(idx)))
             n_wrong = n_wrong + out["n_errors"]
             loss_sum = loss_sum + out["loss"]
-            for k, v in out["residual"].items():
-                res_sum[k] = res_sum.get(k, 0.0) + v
-            for k, v in out["steps"].items():
-                steps_sum[k] = steps_sum.get(k, 0) + v
+            for sums, key in ((res_sum, "residual"), (steps_sum, "steps")):
+                for k, v in out[key].items():
+                    sums[k] = sums.get(k, 0) + v
             n_batches += 1
             if n_batches % 50 == 0:
                 bar.set_postfix(train_error=f"{float(n_wrong) / min(start + bs, len(x)):.3f}")
